@@ -1,0 +1,94 @@
+#!/bin/bash
+# make bench: the component benchmarks (bench/*.c), then the node end to end
+# on loopback: ingest throughput and PUBACK latency with N simulated vehicles
+# for protobuf and JSON batches, PUBACK latency at half the protobuf rate,
+# bytes stored per sample after a flush, and the node's resident memory with
+# many idle connected vehicles. Prints a table; never fails the build on a
+# missed target (it fails only if something does not run).
+set -euo pipefail
+: "${DOMICILE:?}" "${BENCH_DIR:?}"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/domicile-bench.XXXXXX")
+NODE_PID=
+cleanup() {
+	[ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+. "$(dirname "$0")/../scripts/lib-node.sh"
+
+VEHICLES=${BENCH_VEHICLES:-1000}
+IDLE=${BENCH_IDLE:-10000}
+SECS=${BENCH_SECONDS:-10}
+BATCH=${BENCH_BATCH:-100}
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m)"
+echo
+echo "== components"
+for b in "$BENCH_DIR"/bench_*; do
+	[ -x "$b" ] || continue
+	echo "-- $(basename "$b")"
+	"$b"
+done
+
+rows=()
+row() { rows+=("$(printf '%-44s %16s   %s' "$1" "$2" "$3")"); }
+
+node_stop() { kill "$NODE_PID" && wait "$NODE_PID" 2>/dev/null; NODE_PID=; }
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$NODE_PID/status"; }
+metric() {
+	curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API_PORT/metrics" |
+		awk -v m="$1" '$1 == m {print $2}'
+}
+
+# flood FORMAT: every vehicle publishes as fast as its in-flight window allows.
+flood() {
+	"$DOMICILE" agent --broker "127.0.0.1:$MQTT_PORT" --fleet "$WORK/fleet.txt" --flood \
+		--format "$1" --batch "$BATCH" --duration "$SECS" --summary-json >"$WORK/$1.json"
+	jq -r '"\(.samples_per_s) \(.puback_p50_ms) \(.puback_p99_ms) \(.batches_refused)"' "$WORK/$1.json"
+}
+
+echo
+echo "== node ingest: $VEHICLES vehicles, batches of $BATCH samples, fsync before every PUBACK"
+node_start ingest CN cn-bench-1 "flush_interval_ms 2000"
+register_fleet CN LSVAU218 "$VEHICLES" "$WORK/fleet.txt"
+for format in protobuf json; do
+	read -r rate p50 p99 refused < <(flood "$format")
+	row "ingest, $format (samples/s)" "$(printf '%.0f' "$rate")" "target ≥ $([ $format = protobuf ] && echo 1,000,000 || echo 300,000)"
+	row "  PUBACK p50 / p99 at full load (ms)" "$p50 / $p99" "refused: $refused"
+	[ "$format" = protobuf ] && proto_rate=$rate
+done
+
+# Half the protobuf rate, paced: samples/s per vehicle = rate × signals per tick.
+per_vehicle=$(awk -v r="$proto_rate" -v n="$VEHICLES" 'BEGIN {printf "%.2f", r / 2 / n / 10}')
+"$DOMICILE" agent --broker "127.0.0.1:$MQTT_PORT" --fleet "$WORK/fleet.txt" --rate "$per_vehicle" \
+	--format protobuf --batch "$BATCH" --duration "$SECS" --summary-json >"$WORK/half.json"
+row "PUBACK p99 at half the protobuf rate (ms)" "$(jq -r .puback_p99_ms "$WORK/half.json")" \
+	"target < 20 (ran at $(jq -r '.samples_per_s | floor' "$WORK/half.json") samples/s)"
+
+# Bytes per sample: wait for the flush that follows the load.
+sleep 3
+blocks=$(metric domicile_store_block_bytes)
+samples=$(metric domicile_store_samples)
+row "bytes stored per sample (blocks)" "$(awk -v b="$blocks" -v s="$samples" 'BEGIN {printf "%.2f", s ? b / s : 0}')" "target ≤ 2 ($samples samples)"
+node_stop
+
+echo "== idle connections: $IDLE vehicles connected, nothing sent"
+node_start idle CN cn-bench-2
+register_fleet CN LFV3A28K "$IDLE" "$WORK/idle.txt"
+rss_before=$(rss_mib)
+"$DOMICILE" agent --broker "127.0.0.1:$MQTT_PORT" --fleet "$WORK/idle.txt" --idle \
+	--duration "$((SECS + 20))" --summary-json >"$WORK/idle.json" &
+AGENT_PID=$!
+for _ in $(seq 1 600); do
+	open=$(metric domicile_mqtt_connections_open || echo 0)
+	[ "${open:-0}" -ge "$IDLE" ] && break
+	sleep 0.1
+done
+row "resident memory, $open idle vehicles (MiB)" "$(rss_mib)" "target < 256 (empty node: $rss_before)"
+kill "$AGENT_PID" 2>/dev/null; wait "$AGENT_PID" 2>/dev/null || true
+node_stop
+
+echo
+printf '%-44s %16s   %s\n' "benchmark ($(nproc) cores)" "result" "note"
+printf '%s\n' "${rows[@]}"

@@ -1,0 +1,42 @@
+/*
+ * main.c — the `domicile` command: one binary, one subcommand per role.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "node/node.h"
+
+#ifndef DM_VERSION
+#define DM_VERSION "0.1.0"
+#endif
+
+static int usage(FILE *out)
+{
+	fprintf(out, "usage: domicile COMMAND [OPTIONS]\n"
+		     "\n"
+		     "commands:\n"
+		     "  node -c FILE     run a site's node (MQTT ingest, store, HTTP API)\n"
+		     "  agent [OPTIONS]  run simulated vehicles against a node (--help)\n"
+		     "  version          print the version\n");
+	return out == stderr ? 2 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage(stderr);
+	const char *command = argv[1];
+	if (strcmp(command, "node") == 0)
+		return node_main(argc - 1, argv + 1);
+	if (strcmp(command, "agent") == 0)
+		return agent_main(argc - 1, argv + 1);
+	if (strcmp(command, "version") == 0) {
+		printf("domicile %s\n", DM_VERSION);
+		return 0;
+	}
+	if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0)
+		return usage(stdout);
+	fprintf(stderr, "domicile: unknown command '%s'\n", command);
+	return usage(stderr);
+}

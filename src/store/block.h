@@ -1,0 +1,94 @@
+/*
+ * block.h — the stored form of samples: one vehicle, one signal, one time
+ * window, columnar and compressed.
+ *
+ * A block holds `count` samples in time order: a timestamp column (delta of
+ * delta, zigzag varints) and a value column whose encoding follows the
+ * signal's type (floats: decimal values as scaled integers, delta or delta of
+ * delta, and anything else XOR with the previous value, Gorilla-style; ints:
+ * zigzag delta or delta-of-delta varints; bools: zigzag delta varints;
+ * strings: length-prefixed bytes), the two then compressed together with
+ * zstd. The header is stored in clear and has room
+ * for what encryption will need (a key id and a 96-bit nonce; key id 0 means
+ * "not encrypted"). The byte layout is documented at the top of block.c.
+ *
+ * Which vehicle and signal a block belongs to is the store's business (the
+ * row it sits in); the block itself carries its type, count and time range
+ * so that it can be checked against that row when read.
+ */
+#ifndef DM_BLOCK_H
+#define DM_BLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+#define BLOCK_VERSION 1
+#define BLOCK_NONCE_LEN 12
+#define BLOCK_MAX_SAMPLES (1u << 20)
+#define BLOCK_HEADER_LEN 52            /* the clear header; block_peek needs only these bytes */
+#define BLOCK_TAG_LEN 16               /* AEAD tag after the body when key_id != 0 */
+#define BLOCK_MAX_STRING_LEN 65535     /* bytes of one string value (the catalog's maximum) */
+#define BLOCK_MAX_BODY (64u << 20)     /* bytes of a decompressed body */
+
+/* A column of samples, as the memtable keeps them and a decoded block
+ * returns them. For SIG_STRING, vals[k].i is the byte offset in `strings` of
+ * value k, which is NUL-terminated there (so strings_len counts the NULs). */
+struct block_column {
+	uint8_t type; /* enum sig_type */
+	size_t count;
+	const int64_t *ts;
+	const union block_num {
+		double f;
+		int64_t i;
+	} *vals;
+	const char *strings;
+	size_t strings_len;
+};
+
+struct block_info {
+	uint8_t version;
+	uint8_t type;
+	uint32_t count;
+	int64_t t_min, t_max;
+	uint32_t key_id;
+	uint8_t nonce[BLOCK_NONCE_LEN];
+};
+
+/* Encodes column (count >= 1, ts ascending) and appends the block to out.
+ * The column is borrowed for the call only. On failure out is unchanged.
+ * Errors: DM_ERR_INVALID (unknown type, count 0, timestamps out of order, a
+ * bool not 0 or 1, a string offset outside `strings` or without its NUL),
+ * DM_ERR_TOO_LARGE (count > BLOCK_MAX_SAMPLES, a string longer than
+ * BLOCK_MAX_STRING_LEN, a body over BLOCK_MAX_BODY), DM_ERR_NOMEM. */
+int block_encode(const struct block_column *column, struct dm_buf *out);
+
+/* Reads only the header (for listing and checks): needs the first
+ * BLOCK_HEADER_LEN bytes, checks their own CRC and fields, not the body.
+ * DM_ERR_MALFORMED on a bad header; *out is zeroed on failure. */
+int block_peek(const uint8_t *bytes, size_t len, struct block_info *out);
+
+/* A decoded block; its arrays are owned by it, freed with block_decoded_free. */
+struct block_decoded {
+	struct block_info info;
+	struct block_column column; /* points into the arrays below */
+	int64_t *ts;
+	union block_num *vals;
+	char *strings;
+};
+
+/* Decodes a whole block (len must be its exact length); DM_ERR_MALFORMED for
+ * any inconsistency (bad magic or checksum, counts that disagree, truncated
+ * columns, a zstd error, timestamps not in order), DM_ERR_UNSUPPORTED for an
+ * encrypted block (key_id != 0), DM_ERR_NOMEM. On failure *out is zeroed and
+ * nothing needs freeing. The result does not borrow from bytes. */
+int block_decode(const uint8_t *bytes, size_t len, struct block_decoded *out);
+/* Frees the arrays and zeroes *decoded; accepts NULL and a zeroed struct. */
+void block_decoded_free(struct block_decoded *decoded);
+
+/* CRC32C (Castagnoli) of bytes, continuing from crc (0 to start): the
+ * checksum blocks carry, exposed for tests and tools that build blocks. */
+uint32_t block_crc32c(uint32_t crc, const void *bytes, size_t len);
+
+#endif

@@ -1,0 +1,868 @@
+/*
+ * engine.c — write-ahead log, memtable and flush, tied together.
+ *
+ * Log record (what engine_ingest appends; all integers big-endian):
+ *   offset size  field
+ *   0      1     record version (1)
+ *   1      1     payload format (enum payload_format: 1 JSON, 2 protobuf)
+ *   2      4     vehicle id (the vehicles table's rowid)
+ *   6      8     batch seq
+ *   14     8     arrival time, ms since the epoch (replay validates against it)
+ *   22     n     the payload exactly as the vehicle sent it
+ *
+ * Generations. The live memtable belongs to generation G. A flush freezes
+ * it, rotates the log to a new segment N_G, and a thread writes G's blocks
+ * and its (vehicle, seq) rows in one transaction.
+ *
+ * Invariants:
+ *  1. A batch's samples enter a memtable only after its log record is
+ *     durable, and the vehicle's seqwin marks it at the same moment; so a
+ *     "seen" seq is always durable, and a repeat is acknowledged at once.
+ *  2. A record appended before freezing G may become durable after it; its
+ *     samples then go into G+1 although the record sits in a segment below
+ *     N_G. Therefore, when G has been flushed, only segments below N_{G-1}
+ *     are deleted: they can hold records of generations up to G only.
+ *  3. Replay re-applies every record left in the log; records whose batch
+ *     is already in the batches table are skipped, so nothing is stored
+ *     twice.
+ *  4. While the frozen generation exists, queries read it and skip blocks
+ *     of its flush_gen, so a query between the flush's commit and its
+ *     completion on the loop does not count samples twice.
+ *
+ * Flush thread states:  IDLE --(loop: freeze + signal)--> BUSY
+ *   BUSY --(commit or rollback, event_active)--> IDLE; the loop then frees
+ *   the frozen generation (success) or keeps it and retries on the next
+ *   tick (failure: nothing of it was committed).
+ */
+#include "store/engine.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/db.h"
+#include "store/memtable.h"
+#include "store/wal.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/cursor.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/secret.h"
+
+#define RECORD_VERSION 1
+#define RECORD_HEADER 22
+#define DEFAULT_BLOCK_SAMPLES 65536
+#define BLOCK_WINDOW_MS 3600000 /* a block never spans two UTC hours */
+
+struct batch_ref {
+	uint32_t vehicle_id;
+	uint64_t seq;
+};
+
+struct generation {
+	uint64_t gen;
+	struct memtable *table;
+	struct dm_buf batches; /* struct batch_ref[] */
+	uint64_t segment_after; /* N_G: the log segment opened when G froze */
+};
+
+/* A batch between engine_ingest and its durable callback: one allocation
+ * holding the samples and their strings. */
+struct pending {
+	struct engine_ack ack;
+	uint32_t vehicle_id;
+	uint64_t seq;
+	size_t count;
+	struct sample samples[];
+};
+
+struct engine {
+	struct event_base *base;
+	struct engine_options opt;
+	const struct catalog *catalog;
+	struct db *db;       /* loop thread */
+	struct db *flush_db; /* flush thread */
+	struct wal *wal;
+	struct fleet *fleet;
+	struct payload_decoder *replay_decoder;
+	struct dm_buf record;
+
+	struct generation *active;
+	struct generation *frozen;
+	uint64_t last_gen;
+	uint64_t release_before; /* N_{G-1} of the last generation flushed */
+	struct event *flush_timer;
+	struct event *flush_done;
+
+	pthread_t thread;
+	int thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct generation *to_flush; /* guarded by lock */
+	int flush_status;            /* guarded by lock */
+	int flush_finished;          /* guarded by lock */
+	int stopping;                /* guarded by lock */
+};
+
+/* ---- generations ---- */
+
+static struct generation *generation_new(uint64_t gen)
+{
+	struct generation *g = dm_calloc(1, sizeof *g);
+	if (!g)
+		return NULL;
+	g->gen = gen;
+	if (memtable_new(&g->table)) {
+		dm_free(g);
+		return NULL;
+	}
+	return g;
+}
+
+static void generation_free(struct generation *g)
+{
+	if (!g)
+		return;
+	memtable_free(g->table);
+	dm_buf_free(&g->batches);
+	dm_free(g);
+}
+
+/* ---- applying a durable batch ---- */
+
+/* Whether (vehicle, seq) is stored, asking the database below the window. */
+static int batch_seen(struct engine *engine, struct fleet_vehicle *vehicle, uint64_t seq)
+{
+	switch (seqwin_test(&vehicle->seen, seq)) {
+	case SEQWIN_SEEN:
+		return 1;
+	case SEQWIN_NEW:
+		return 0;
+	case SEQWIN_UNKNOWN:
+		break;
+	}
+	return db_batch_exists(engine->db, vehicle->record.id, seq) == DM_OK;
+}
+
+/* Puts a durable batch's samples into the live memtable (invariant 1). */
+static int apply_batch(struct engine *engine, struct fleet_vehicle *vehicle, uint64_t seq,
+		       const struct sample *samples, size_t count)
+{
+	if (batch_seen(engine, vehicle, seq))
+		return DM_OK;
+	struct generation *g = engine->active;
+	struct batch_ref ref = {vehicle->record.id, seq};
+	int rc = dm_buf_reserve(&g->batches, sizeof ref);
+	if (rc == DM_OK)
+		rc = memtable_append(g->table, engine->catalog, vehicle->record.id, samples, count);
+	if (rc)
+		return rc;
+	dm_buf_append(&g->batches, &ref, sizeof ref); /* cannot fail: reserved */
+	seqwin_mark(&vehicle->seen, seq);
+	vehicle->samples_accepted += count;
+	return DM_OK;
+}
+
+static void on_durable(void *arg, void *const *cookies, size_t count, int status)
+{
+	struct engine *engine = arg;
+	for (size_t i = 0; i < count; i++) {
+		struct pending *p = cookies[i];
+		int rc = status;
+		if (rc == DM_OK) {
+			struct fleet_vehicle *vehicle = fleet_by_id(engine->fleet, p->vehicle_id);
+			rc = vehicle ? apply_batch(engine, vehicle, p->seq, p->samples, p->count)
+				     : DM_ERR_NOT_FOUND;
+			if (rc)
+				dm_error("engine: batch of vehicle %u not applied: %s",
+					 (unsigned)p->vehicle_id, dm_strerror(rc));
+		}
+		if (engine->opt.on_ack)
+			engine->opt.on_ack(engine->opt.arg, &p->ack, rc);
+		dm_free(p);
+	}
+}
+
+int engine_ingest(struct engine *engine, struct fleet_vehicle *vehicle, const uint8_t *payload,
+		  size_t payload_len, enum payload_format format, const struct payload_batch *batch,
+		  const struct engine_ack *ack)
+{
+	if (batch_seen(engine, vehicle, batch->seq))
+		return DM_ERR_EXISTS;
+
+	size_t strings = 0;
+	for (size_t i = 0; i < batch->count; i++)
+		strings += batch->samples[i].value.str_len;
+	struct pending *p = dm_malloc(sizeof *p + batch->count * sizeof(struct sample) + strings);
+	if (!p)
+		return DM_ERR_NOMEM;
+	p->ack = *ack;
+	p->vehicle_id = vehicle->record.id;
+	p->seq = batch->seq;
+	p->count = batch->count;
+	char *pool = (char *)(p->samples + batch->count);
+	for (size_t i = 0; i < batch->count; i++) {
+		p->samples[i] = batch->samples[i];
+		if (batch->samples[i].value.str_len) {
+			memcpy(pool, batch->samples[i].value.str, batch->samples[i].value.str_len);
+			p->samples[i].value.str = pool;
+			pool += batch->samples[i].value.str_len;
+		}
+	}
+
+	struct dm_buf *rec = &engine->record;
+	dm_buf_reset(rec);
+	int rc = dm_buf_reserve(rec, RECORD_HEADER + payload_len);
+	if (rc == DM_OK) {
+		dm_buf_append_u8(rec, RECORD_VERSION);
+		dm_buf_append_u8(rec, (uint8_t)format);
+		dm_buf_append_be32(rec, vehicle->record.id);
+		dm_buf_append_be64(rec, batch->seq);
+		dm_buf_append_be64(rec, (uint64_t)dm_now_ms());
+		dm_buf_append(rec, payload, payload_len);
+		rc = wal_append(engine->wal, rec->data, rec->len, p);
+	}
+	if (rc)
+		dm_free(p);
+	return rc;
+}
+
+/* ---- replay ---- */
+
+static int replay_record(void *arg, const uint8_t *record, size_t len)
+{
+	struct engine *engine = arg;
+	struct dm_cursor cur = dm_cursor_make(record, len);
+	uint8_t version, format;
+	uint32_t vehicle_id;
+	uint64_t seq, received;
+	if (dm_cursor_u8(&cur, &version) || dm_cursor_u8(&cur, &format) ||
+	    dm_cursor_be32(&cur, &vehicle_id) || dm_cursor_be64(&cur, &seq) ||
+	    dm_cursor_be64(&cur, &received) || version != RECORD_VERSION) {
+		dm_error("replay: a log record has an unknown layout; refusing to guess");
+		return DM_ERR_MALFORMED;
+	}
+	struct fleet_vehicle *vehicle = fleet_by_id(engine->fleet, vehicle_id);
+	if (!vehicle) {
+		dm_warn("replay: skipping a batch of unknown vehicle id %u", (unsigned)vehicle_id);
+		return DM_OK;
+	}
+	struct payload_batch batch;
+	char reason[256];
+	int rc = payload_decode(engine->replay_decoder, cur.p + cur.pos, dm_cursor_left(&cur),
+				(enum payload_format)format, (int64_t)received, &batch, reason,
+				sizeof reason);
+	if (rc) {
+		/* It was valid when acknowledged; the catalog must have changed. */
+		dm_error("replay: batch %llu of vehicle %s no longer validates (%s); is the "
+			 "catalog the one it was accepted with?",
+			 (unsigned long long)seq, vehicle->record.vin, reason);
+		return rc;
+	}
+	return apply_batch(engine, vehicle, seq, batch.samples, batch.count);
+}
+
+/* ---- flush ---- */
+
+struct flush_job {
+	struct engine *engine;
+	struct generation *g;
+	struct dm_buf block;
+	int64_t *ts;
+	union block_num *vals;
+	size_t *order;
+	size_t cap;
+	const struct memtable_series *series; /* for the sort comparator */
+	struct engine_flush_report report;
+};
+
+static __thread const struct memtable_series *sort_series;
+
+static int by_time(const void *a, const void *b)
+{
+	size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
+	int64_t ta = sort_series->ts[ia], tb = sort_series->ts[ib];
+	if (ta != tb)
+		return ta < tb ? -1 : 1;
+	return ia < ib ? -1 : ia > ib; /* arrival order among equal times */
+}
+
+static int64_t window_of(int64_t ts)
+{
+	int64_t w = ts / BLOCK_WINDOW_MS;
+	return ts < 0 && ts % BLOCK_WINDOW_MS ? w - 1 : w;
+}
+
+static int flush_series(void *arg, const struct memtable_series *series)
+{
+	struct flush_job *job = arg;
+	if (series->count > job->cap) {
+		size_t cap = series->count;
+		int64_t *ts = dm_realloc(job->ts, cap * sizeof *ts);
+		if (ts)
+			job->ts = ts;
+		union block_num *vals = dm_realloc(job->vals, cap * sizeof *vals);
+		if (vals)
+			job->vals = vals;
+		size_t *order = dm_realloc(job->order, cap * sizeof *order);
+		if (order)
+			job->order = order;
+		if (!ts || !vals || !order)
+			return DM_ERR_NOMEM;
+		job->cap = cap;
+	}
+	/* The frozen memtable is shared with readers on the loop: sort a
+	 * permutation, never the series itself. */
+	for (size_t i = 0; i < series->count; i++)
+		job->order[i] = i;
+	sort_series = series;
+	qsort(job->order, series->count, sizeof *job->order, by_time);
+	for (size_t i = 0; i < series->count; i++) {
+		job->ts[i] = series->ts[job->order[i]];
+		job->vals[i] = series->vals[job->order[i]];
+	}
+	const struct catalog_signal *sig = catalog_get(job->engine->catalog, series->signal);
+	size_t max = job->engine->opt.block_max_samples;
+	for (size_t start = 0; start < series->count;) {
+		size_t end = start + 1;
+		while (end < series->count && end - start < max &&
+		       window_of(job->ts[end]) == window_of(job->ts[start]))
+			end++;
+		struct block_column column = {
+			.type = series->type,
+			.count = end - start,
+			.ts = job->ts + start,
+			.vals = job->vals + start,
+			.strings = series->strings,
+			.strings_len = series->strings_len,
+		};
+		dm_buf_reset(&job->block);
+		int rc = block_encode(&column, &job->block);
+		if (rc == DM_OK)
+			rc = db_block_insert(job->engine->flush_db, series->vehicle_id, sig->path,
+					     job->ts[start], job->ts[end - 1],
+					     (uint32_t)(end - start), job->g->gen, job->block.data,
+					     job->block.len);
+		if (rc)
+			return rc;
+		job->report.blocks++;
+		job->report.block_bytes += job->block.len;
+		job->report.samples += end - start;
+		start = end;
+	}
+	return DM_OK;
+}
+
+/* Writes generation g into the database in one transaction. Any thread
+ * that owns engine->flush_db. */
+static int flush_generation(struct engine *engine, struct generation *g)
+{
+	struct flush_job job = {.engine = engine, .g = g};
+	uint64_t started = dm_mono_ns();
+	int rc = db_begin(engine->flush_db);
+	if (rc == DM_OK)
+		rc = memtable_each(g->table, flush_series, &job);
+	const struct batch_ref *refs = (const struct batch_ref *)g->batches.data;
+	size_t nrefs = g->batches.len / sizeof *refs;
+	for (size_t i = 0; i < nrefs && rc == DM_OK; i++)
+		rc = db_batch_insert(engine->flush_db, refs[i].vehicle_id, refs[i].seq);
+	if (rc == DM_OK)
+		rc = db_commit(engine->flush_db);
+	if (rc) {
+		db_rollback(engine->flush_db);
+		dm_error("flush of generation %llu failed: %s; its data stays in the log",
+			 (unsigned long long)g->gen, dm_strerror(rc));
+	}
+	job.report.status = rc;
+	job.report.duration_ns = dm_mono_ns() - started;
+	if (engine->opt.on_flush)
+		engine->opt.on_flush(engine->opt.arg, &job.report);
+	dm_buf_free(&job.block);
+	dm_free(job.ts);
+	dm_free(job.vals);
+	dm_free(job.order);
+	return rc;
+}
+
+static void *flush_thread(void *arg)
+{
+	struct engine *engine = arg;
+	pthread_mutex_lock(&engine->lock);
+	for (;;) {
+		while (!engine->to_flush && !engine->stopping)
+			pthread_cond_wait(&engine->wake, &engine->lock);
+		if (!engine->to_flush)
+			break;
+		struct generation *g = engine->to_flush;
+		pthread_mutex_unlock(&engine->lock);
+		int rc = flush_generation(engine, g);
+		pthread_mutex_lock(&engine->lock);
+		engine->to_flush = NULL;
+		engine->flush_status = rc;
+		engine->flush_finished = 1;
+		event_active(engine->flush_done, 0, 0);
+	}
+	pthread_mutex_unlock(&engine->lock);
+	return NULL;
+}
+
+/* The frozen generation is in the database: drop it and the log behind it
+ * (invariant 2). */
+static void frozen_flushed(struct engine *engine)
+{
+	if (engine->release_before)
+		wal_release_before(engine->wal, engine->release_before);
+	engine->release_before = engine->frozen->segment_after;
+	generation_free(engine->frozen);
+	engine->frozen = NULL;
+}
+
+static void on_flush_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine *engine = arg;
+	pthread_mutex_lock(&engine->lock);
+	int finished = engine->flush_finished, status = engine->flush_status;
+	engine->flush_finished = 0;
+	pthread_mutex_unlock(&engine->lock);
+	if (finished && status == DM_OK && engine->frozen)
+		frozen_flushed(engine);
+}
+
+/* Freezes the live generation and hands it to the flush thread; a frozen
+ * generation whose flush failed is handed over again instead. */
+static void start_flush(struct engine *engine)
+{
+	if (!engine->frozen) {
+		if (memtable_samples(engine->active->table) == 0)
+			return;
+		struct generation *next = generation_new(engine->last_gen + 1);
+		if (!next)
+			return;
+		uint64_t segment;
+		if (wal_rotate(engine->wal, &segment)) {
+			generation_free(next);
+			return;
+		}
+		engine->last_gen++;
+		engine->active->segment_after = segment;
+		engine->frozen = engine->active;
+		engine->active = next;
+	}
+	pthread_mutex_lock(&engine->lock);
+	if (!engine->to_flush) {
+		engine->to_flush = engine->frozen;
+		pthread_cond_signal(&engine->wake);
+	}
+	pthread_mutex_unlock(&engine->lock);
+}
+
+static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine *engine = arg;
+	pthread_mutex_lock(&engine->lock);
+	int busy = engine->to_flush != NULL;
+	pthread_mutex_unlock(&engine->lock);
+	if (!busy)
+		start_flush(engine);
+}
+
+/* ---- open and close ---- */
+
+static void seed_seq(void *arg, uint64_t seq)
+{
+	struct fleet_vehicle *vehicle = arg;
+	seqwin_mark(&vehicle->seen, seq);
+}
+
+static int load_vehicle(void *arg, const struct db_vehicle *record)
+{
+	struct engine *engine = arg;
+	struct fleet_vehicle *vehicle;
+	int rc = fleet_add(engine->fleet, record, &vehicle);
+	/* Seed the window, so retransmissions of flushed batches are known
+	 * without a database lookup. */
+	if (rc == DM_OK)
+		rc = db_batch_recent(engine->db, record->id, SEQWIN_BITS, seed_seq, vehicle);
+	return rc;
+}
+
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0700) == 0 || errno == EEXIST)
+		return DM_OK;
+	dm_error("cannot create %s: %s", path, strerror(errno));
+	return DM_ERR_IO;
+}
+
+int engine_open(struct event_base *base, const struct engine_options *options,
+		struct engine **out)
+{
+	*out = NULL;
+	struct engine *engine = dm_calloc(1, sizeof *engine);
+	if (!engine)
+		return DM_ERR_NOMEM;
+	engine->base = base;
+	engine->opt = *options;
+	engine->catalog = options->catalog;
+	if (!engine->opt.block_max_samples)
+		engine->opt.block_max_samples = DEFAULT_BLOCK_SAMPLES;
+	pthread_mutex_init(&engine->lock, NULL);
+	pthread_cond_init(&engine->wake, NULL);
+
+	char path[PATH_MAX];
+	int rc = make_dir(options->data_dir);
+	if (rc == DM_OK) {
+		snprintf(path, sizeof path, "%s/store.db", options->data_dir);
+		rc = db_open(path, &engine->db);
+	}
+	if (rc == DM_OK)
+		rc = db_open(path, &engine->flush_db);
+	if (rc == DM_OK)
+		rc = db_max_flush_gen(engine->db, &engine->last_gen);
+	if (rc == DM_OK)
+		rc = fleet_new(&engine->fleet);
+	if (rc == DM_OK)
+		rc = db_vehicle_each(engine->db, load_vehicle, engine);
+	if (rc == DM_OK)
+		rc = payload_decoder_new(engine->catalog, options->limits, &engine->replay_decoder);
+	if (rc == DM_OK) {
+		engine->active = generation_new(++engine->last_gen);
+		rc = engine->active ? DM_OK : DM_ERR_NOMEM;
+	}
+	if (rc == DM_OK) {
+		snprintf(path, sizeof path, "%s/wal", options->data_dir);
+		rc = make_dir(path);
+	}
+	if (rc == DM_OK)
+		rc = wal_open(path, NULL, &engine->wal);
+	if (rc == DM_OK) {
+		rc = wal_replay(engine->wal, replay_record, engine);
+		if (rc == DM_OK && memtable_samples(engine->active->table))
+			dm_info("replayed %zu samples from the write-ahead log",
+				memtable_samples(engine->active->table));
+	}
+	if (rc == DM_OK) {
+		engine->flush_timer = event_new(base, -1, EV_PERSIST, on_flush_timer, engine);
+		engine->flush_done = event_new(base, -1, 0, on_flush_done, engine);
+		if (!engine->flush_timer || !engine->flush_done)
+			rc = DM_ERR_NOMEM;
+	}
+	if (rc == DM_OK) {
+		struct timeval every = {options->flush_interval_ms / 1000,
+					(options->flush_interval_ms % 1000) * 1000};
+		event_add(engine->flush_timer, &every);
+		if (options->on_commit)
+			wal_set_commit_observer(engine->wal, options->on_commit, options->arg);
+		rc = wal_start(engine->wal, base, on_durable, engine);
+	}
+	if (rc == DM_OK) {
+		if (pthread_create(&engine->thread, NULL, flush_thread, engine) == 0)
+			engine->thread_started = 1;
+		else
+			rc = DM_ERR_NOMEM;
+	}
+	if (rc) {
+		engine_close(engine);
+		return rc;
+	}
+	*out = engine;
+	return DM_OK;
+}
+
+void engine_close(struct engine *engine)
+{
+	if (!engine)
+		return;
+	/* 1. The log syncs what it holds; those batches are applied and acked. */
+	wal_close(engine->wal);
+	engine->wal = NULL;
+	/* 2. The flush thread finishes what it is doing and stops. */
+	if (engine->thread_started) {
+		pthread_mutex_lock(&engine->lock);
+		engine->stopping = 1;
+		pthread_cond_signal(&engine->wake);
+		pthread_mutex_unlock(&engine->lock);
+		pthread_join(engine->thread, NULL);
+		if (engine->flush_finished && engine->flush_status == DM_OK && engine->frozen) {
+			generation_free(engine->frozen);
+			engine->frozen = NULL;
+		}
+	}
+	/* 3. Whatever is still in memory goes into blocks now, so the next
+	 * start has little to do. The log is left as it is: replaying it skips
+	 * every batch already stored (invariant 3), and if this flush fails the
+	 * log still has everything. */
+	if (engine->flush_db) {
+		int rc = DM_OK;
+		if (engine->frozen)
+			rc = flush_generation(engine, engine->frozen);
+		if (rc == DM_OK && engine->active && memtable_samples(engine->active->table))
+			flush_generation(engine, engine->active);
+	}
+	if (engine->flush_timer)
+		event_free(engine->flush_timer);
+	if (engine->flush_done)
+		event_free(engine->flush_done);
+	generation_free(engine->frozen);
+	generation_free(engine->active);
+	payload_decoder_free(engine->replay_decoder);
+	fleet_free(engine->fleet);
+	db_close(engine->flush_db);
+	db_close(engine->db);
+	dm_buf_free(&engine->record);
+	pthread_mutex_destroy(&engine->lock);
+	pthread_cond_destroy(&engine->wake);
+	dm_free(engine);
+}
+
+/* ---- reads ---- */
+
+static int series_reserve(struct engine_series *out, size_t more)
+{
+	if (out->count + more <= out->cap)
+		return DM_OK;
+	size_t cap = out->cap ? out->cap : 64;
+	while (cap < out->count + more)
+		cap *= 2;
+	int64_t *ts = dm_realloc(out->ts, cap * sizeof *ts);
+	if (!ts)
+		return DM_ERR_NOMEM;
+	out->ts = ts;
+	union block_num *vals = dm_realloc(out->vals, cap * sizeof *vals);
+	if (!vals)
+		return DM_ERR_NOMEM;
+	out->vals = vals;
+	out->cap = cap;
+	return DM_OK;
+}
+
+/* Appends the samples of column within [from, to]. */
+static int take_column(struct engine_series *out, const struct block_column *column,
+		       int64_t from, int64_t to)
+{
+	int rc = series_reserve(out, column->count);
+	for (size_t i = 0; i < column->count && rc == DM_OK; i++) {
+		if (column->ts[i] < from || column->ts[i] > to)
+			continue;
+		union block_num val = column->vals[i];
+		if (column->type == SIG_STRING) {
+			const char *str = column->strings + column->vals[i].i;
+			val.i = (int64_t)out->strings.len;
+			rc = dm_buf_append(&out->strings, str, strlen(str) + 1);
+		}
+		out->ts[out->count] = column->ts[i];
+		out->vals[out->count++] = val;
+	}
+	return rc;
+}
+
+static int take_memtable(struct engine_series *out, const struct memtable *table,
+			 const struct fleet_vehicle *vehicle, uint16_t signal, int64_t from,
+			 int64_t to)
+{
+	const struct memtable_series *series = memtable_get(table, vehicle->record.id, signal);
+	if (!series)
+		return DM_OK;
+	struct block_column column = {series->type, series->count, series->ts, series->vals,
+				      series->strings, series->strings_len};
+	return take_column(out, &column, from, to);
+}
+
+struct block_reader {
+	struct engine_series *out;
+	int64_t from, to;
+	uint8_t type;
+};
+
+static int take_block(void *arg, const uint8_t *data, size_t len)
+{
+	struct block_reader *reader = arg;
+	struct block_decoded block;
+	int rc = block_decode(data, len, &block);
+	if (rc) {
+		dm_error("a stored block does not decode: %s", dm_strerror(rc));
+		return rc;
+	}
+	if (block.info.type == reader->type)
+		rc = take_column(reader->out, &block.column, reader->from, reader->to);
+	else
+		rc = DM_ERR_MALFORMED;
+	block_decoded_free(&block);
+	return rc;
+}
+
+static __thread const int64_t *sort_ts;
+
+static int by_ts(const void *a, const void *b)
+{
+	size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
+	if (sort_ts[ia] != sort_ts[ib])
+		return sort_ts[ia] < sort_ts[ib] ? -1 : 1;
+	return ia < ib ? -1 : ia > ib;
+}
+
+/* Puts out in time order (stable: blocks, then frozen, then live). */
+static int sort_series_out(struct engine_series *out)
+{
+	if (out->count < 2)
+		return DM_OK;
+	size_t *order = dm_malloc(out->count * sizeof *order);
+	int64_t *ts = dm_malloc(out->count * sizeof *ts);
+	union block_num *vals = dm_malloc(out->count * sizeof *vals);
+	if (!order || !ts || !vals) {
+		dm_free(order);
+		dm_free(ts);
+		dm_free(vals);
+		return DM_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < out->count; i++)
+		order[i] = i;
+	sort_ts = out->ts;
+	qsort(order, out->count, sizeof *order, by_ts);
+	for (size_t i = 0; i < out->count; i++) {
+		ts[i] = out->ts[order[i]];
+		vals[i] = out->vals[order[i]];
+	}
+	dm_free(order);
+	dm_free(out->ts);
+	dm_free(out->vals);
+	out->ts = ts;
+	out->vals = vals;
+	out->cap = out->count;
+	return DM_OK;
+}
+
+static int series_start(struct engine *engine, uint16_t signal, struct engine_series *out,
+			const struct catalog_signal **sig)
+{
+	memset(out, 0, sizeof *out);
+	*sig = catalog_get(engine->catalog, signal);
+	if (!*sig)
+		return DM_ERR_NOT_FOUND;
+	out->type = (uint8_t)(*sig)->type;
+	return DM_OK;
+}
+
+int engine_query(struct engine *engine, const struct fleet_vehicle *vehicle, uint16_t signal,
+		 int64_t from, int64_t to, size_t limit, struct engine_series *out)
+{
+	const struct catalog_signal *sig;
+	int rc = series_start(engine, signal, out, &sig);
+	if (rc)
+		return rc;
+	struct block_reader reader = {out, from, to, out->type};
+	uint64_t skip = engine->frozen ? engine->frozen->gen : 0; /* invariant 4 */
+	rc = db_block_range(engine->db, vehicle->record.id, sig->path, from, to, skip, take_block,
+			    &reader);
+	if (rc == DM_OK && engine->frozen)
+		rc = take_memtable(out, engine->frozen->table, vehicle, signal, from, to);
+	if (rc == DM_OK)
+		rc = take_memtable(out, engine->active->table, vehicle, signal, from, to);
+	if (rc == DM_OK)
+		rc = sort_series_out(out);
+	if (rc == DM_OK && out->count > limit) {
+		out->count = limit;
+		out->truncated = 1;
+	}
+	if (rc)
+		engine_series_free(out);
+	return rc;
+}
+
+int engine_latest(struct engine *engine, const struct fleet_vehicle *vehicle, uint16_t signal,
+		  struct engine_series *out)
+{
+	const struct catalog_signal *sig;
+	int rc = series_start(engine, signal, out, &sig);
+	if (rc)
+		return rc;
+	struct block_reader reader = {out, INT64_MIN, INT64_MAX, out->type};
+	uint64_t skip = engine->frozen ? engine->frozen->gen : 0;
+	rc = db_block_newest(engine->db, vehicle->record.id, sig->path, skip, take_block, &reader);
+	if (rc == DM_OK && engine->frozen)
+		rc = take_memtable(out, engine->frozen->table, vehicle, signal, INT64_MIN,
+				   INT64_MAX);
+	if (rc == DM_OK)
+		rc = take_memtable(out, engine->active->table, vehicle, signal, INT64_MIN,
+				   INT64_MAX);
+	if (rc == DM_OK)
+		rc = sort_series_out(out);
+	if (rc == DM_OK && out->count > 1) {
+		/* Keep the newest (the last after a stable sort: the latest arrival
+		 * among equal times). */
+		out->ts[0] = out->ts[out->count - 1];
+		out->vals[0] = out->vals[out->count - 1];
+		out->count = 1;
+	}
+	if (rc)
+		engine_series_free(out);
+	return rc;
+}
+
+void engine_series_free(struct engine_series *series)
+{
+	dm_free(series->ts);
+	dm_free(series->vals);
+	dm_buf_free(&series->strings);
+	memset(series, 0, sizeof *series);
+}
+
+/* ---- registration and accessors ---- */
+
+int engine_register(struct engine *engine, const char *vin, const char *home, const char *model,
+		    char *secret, size_t secret_len, struct fleet_vehicle **out)
+{
+	*out = NULL;
+	if (fleet_by_vin(engine->fleet, vin, strlen(vin)))
+		return DM_ERR_EXISTS;
+	struct db_vehicle record = {0};
+	snprintf(record.vin, sizeof record.vin, "%s", vin);
+	snprintf(record.home, sizeof record.home, "%s", home);
+	snprintf(record.model, sizeof record.model, "%s", model);
+	record.created_ms = dm_now_ms();
+	int rc = secret_generate(secret, secret_len);
+	if (rc == DM_OK)
+		rc = secret_hash(secret, strlen(secret), record.secret_hash,
+				 sizeof record.secret_hash);
+	if (rc == DM_OK)
+		rc = db_vehicle_insert(engine->db, &record);
+	if (rc == DM_OK)
+		rc = fleet_add(engine->fleet, &record, out);
+	if (rc && rc != DM_ERR_EXISTS)
+		dm_error("registering a vehicle failed: %s", dm_strerror(rc));
+	return rc;
+}
+
+struct fleet *engine_fleet(struct engine *engine) { return engine->fleet; }
+
+const struct catalog *engine_catalog(const struct engine *engine) { return engine->catalog; }
+
+int engine_setting_get(struct engine *engine, const char *key, char *out, size_t out_len)
+{
+	return db_meta_get(engine->db, key, out, out_len);
+}
+
+int engine_setting_set(struct engine *engine, const char *key, const char *value)
+{
+	return db_meta_set(engine->db, key, value);
+}
+
+int engine_stats(struct engine *engine, struct engine_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	out->memtable_samples = memtable_samples(engine->active->table);
+	out->memtable_bytes = memtable_bytes(engine->active->table);
+	if (engine->frozen) {
+		out->memtable_samples += memtable_samples(engine->frozen->table);
+		out->memtable_bytes += memtable_bytes(engine->frozen->table);
+	}
+	out->wal_pending_bytes = wal_pending_bytes(engine->wal);
+	out->wal_failed = wal_failed(engine->wal);
+	return db_stats(engine->db, &out->db);
+}

@@ -1,0 +1,130 @@
+/*
+ * engine.h — the storage engine: the write path from an accepted batch to a
+ * durable acknowledgement, and the read path from blocks and memory.
+ *
+ * Write path (loop thread): engine_ingest appends the batch, as it arrived,
+ * to the write-ahead log; once the log's group commit has fsynced it, the
+ * batch's samples go into the memtable and the caller's ack callback runs.
+ * A batch whose (vehicle, seq) is already stored is not stored again.
+ * Every flush_interval_ms the memtable is frozen and a flush thread turns it
+ * into blocks in SQLite; the log segments it covered are then deleted.
+ *
+ * Read path (loop thread): samples come from blocks, the frozen memtable and
+ * the live one, merged in time order.
+ *
+ * Vehicles are registered through the engine (it owns the database
+ * connection and the fleet). Registration is durable when engine_register
+ * returns.
+ */
+#ifndef DM_ENGINE_H
+#define DM_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ingest/payload.h"
+#include "store/block.h"
+#include "store/fleet.h"
+#include "util/buf.h"
+
+struct event_base;
+struct engine;
+
+/* What the caller needs back when a batch is durable: opaque to the engine. */
+struct engine_ack {
+	uint64_t session_id;
+	uint16_t packet_id;
+	uint64_t received_ns; /* dm_mono_ns() at arrival, for latency */
+	size_t samples, bytes; /* for metrics */
+};
+
+/* status DM_OK: the batch is durable (or was stored before); otherwise the
+ * log failed and the batch must not be acknowledged. Runs on the loop. */
+typedef void (*engine_ack_cb)(void *arg, const struct engine_ack *ack, int status);
+
+/* Called on the flush thread after each flush, for metrics. */
+struct engine_flush_report {
+	size_t blocks;
+	size_t block_bytes;
+	size_t samples;
+	uint64_t duration_ns;
+	int status;
+};
+
+struct engine_options {
+	const char *data_dir;
+	const struct catalog *catalog;        /* borrowed, must outlive the engine */
+	const struct payload_limits *limits;  /* for replay; NULL: defaults */
+	unsigned flush_interval_ms;
+	size_t block_max_samples;             /* 0: 65536 */
+	engine_ack_cb on_ack;
+	void (*on_flush)(void *arg, const struct engine_flush_report *report);
+	void (*on_commit)(void *arg, size_t records, size_t bytes, uint64_t fsync_ns);
+	void *arg;
+};
+
+/* Opens the database and the log under data_dir, loads the fleet, replays
+ * the log into the memtable and starts the log writer and flush thread. */
+int engine_open(struct event_base *base, const struct engine_options *options,
+		struct engine **out);
+
+/* Stops taking batches, waits for the log to sync what it holds (acks for
+ * it are delivered through on_ack), flushes memory into blocks, and frees
+ * everything. Accepts NULL. */
+void engine_close(struct engine *engine);
+
+/*
+ * Takes a decoded, validated batch of `vehicle`. `payload` is the batch as
+ * it arrived (it is what the log keeps). Returns:
+ *   DM_OK          the ack will come through on_ack once durable;
+ *   DM_ERR_EXISTS  this (vehicle, seq) is already stored: acknowledge now;
+ *   DM_ERR_STATE   the log is in its error state: do not acknowledge;
+ *   other errors   nothing was queued.
+ */
+int engine_ingest(struct engine *engine, struct fleet_vehicle *vehicle, const uint8_t *payload,
+		  size_t payload_len, enum payload_format format, const struct payload_batch *batch,
+		  const struct engine_ack *ack);
+
+/* Registers a vehicle. On success *out is the fleet's entry and secret (at
+ * least 44 bytes) holds the MQTT secret, which is stored only as a hash.
+ * DM_ERR_EXISTS when the VIN is registered. */
+int engine_register(struct engine *engine, const char *vin, const char *home, const char *model,
+		    char *secret, size_t secret_len, struct fleet_vehicle **out);
+
+struct fleet *engine_fleet(struct engine *engine);
+
+/* Small durable settings (the admin token's hash), copied into out. */
+int engine_setting_get(struct engine *engine, const char *key, char *out, size_t out_len);
+int engine_setting_set(struct engine *engine, const char *key, const char *value);
+const struct catalog *engine_catalog(const struct engine *engine);
+
+/* Samples of one series in [from, to], time order. The arrays are owned by
+ * the struct: free with engine_series_free. strings holds string values
+ * (vals[k].i is an offset, NUL-terminated). At most `limit` samples, the
+ * oldest first; truncated is set when more existed. */
+struct engine_series {
+	uint8_t type;
+	size_t count, cap;
+	int64_t *ts;
+	union block_num *vals;
+	struct dm_buf strings;
+	int truncated;
+};
+
+int engine_query(struct engine *engine, const struct fleet_vehicle *vehicle, uint16_t signal,
+		 int64_t from, int64_t to, size_t limit, struct engine_series *out);
+/* The newest sample of a series: out->count is 0 or 1. */
+int engine_latest(struct engine *engine, const struct fleet_vehicle *vehicle, uint16_t signal,
+		  struct engine_series *out);
+void engine_series_free(struct engine_series *series);
+
+struct engine_stats {
+	uint64_t memtable_samples;
+	uint64_t memtable_bytes;
+	uint64_t wal_pending_bytes;
+	int wal_failed;
+	struct db_stats db;
+};
+int engine_stats(struct engine *engine, struct engine_stats *out);
+
+#endif
