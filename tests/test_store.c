@@ -1,0 +1,426 @@
+/*
+ * test_store.c — the store's own parts: the seq window, the fleet, the
+ * memtable, and the engine end to end on a real SQLite file and a real
+ * write-ahead log in a temporary directory.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ingest/catalog.h"
+#include "ingest/payload.h"
+#include "store/engine.h"
+#include "store/fleet.h"
+#include "store/memtable.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#define CATALOG_PATH "catalog/signals.catalog"
+#define VIN "LSVAU218XN2183294"
+
+static struct catalog *catalog;
+
+static int load_catalog(void **state)
+{
+	char err[256];
+	dm_log_set_level(DM_LOG_ERROR);
+	return catalog_load(CATALOG_PATH, &catalog, err, sizeof err) == DM_OK ? 0 : -1;
+}
+
+static int free_catalog(void **state)
+{
+	catalog_free(catalog);
+	return 0;
+}
+
+static uint16_t signal_id(const char *path)
+{
+	const struct catalog_signal *sig = catalog_find(catalog, path, strlen(path));
+	assert_non_null(sig);
+	return sig->id;
+}
+
+/* ---- seqwin ---- */
+
+static void test_seqwin_knows_marked_and_unmarked_numbers(void **state)
+{
+	struct seqwin win = {0};
+	assert_int_equal(seqwin_test(&win, 5), SEQWIN_NEW);
+	seqwin_mark(&win, 5);
+	seqwin_mark(&win, 3);
+	assert_int_equal(seqwin_test(&win, 5), SEQWIN_SEEN);
+	assert_int_equal(seqwin_test(&win, 3), SEQWIN_SEEN);
+	assert_int_equal(seqwin_test(&win, 4), SEQWIN_NEW);
+	assert_int_equal(seqwin_test(&win, 6), SEQWIN_NEW);
+}
+
+static void test_seqwin_window_edges_are_exact(void **state)
+{
+	struct seqwin win = {0};
+	uint64_t top = 10000;
+	seqwin_mark(&win, top - (SEQWIN_BITS - 1)); /* the oldest the window holds */
+	seqwin_mark(&win, top);
+	assert_int_equal(seqwin_test(&win, top - (SEQWIN_BITS - 1)), SEQWIN_SEEN);
+	assert_int_equal(seqwin_test(&win, top - SEQWIN_BITS), SEQWIN_UNKNOWN);
+	assert_int_equal(seqwin_test(&win, top - (SEQWIN_BITS - 2)), SEQWIN_NEW);
+	/* Moving up by one pushes the oldest out of the window. */
+	seqwin_mark(&win, top + 1);
+	assert_int_equal(seqwin_test(&win, top - (SEQWIN_BITS - 1)), SEQWIN_UNKNOWN);
+	assert_int_equal(seqwin_test(&win, top), SEQWIN_SEEN);
+}
+
+static void test_seqwin_shifts_by_every_amount(void **state)
+{
+	for (uint64_t shift = 1; shift <= SEQWIN_BITS + 1; shift += 7) {
+		struct seqwin win = {0};
+		seqwin_mark(&win, 100);
+		seqwin_mark(&win, 100 + shift);
+		enum seqwin_answer want = shift < SEQWIN_BITS ? SEQWIN_SEEN : SEQWIN_UNKNOWN;
+		assert_int_equal(seqwin_test(&win, 100), want);
+		if (shift > 1)
+			assert_int_equal(seqwin_test(&win, 101), SEQWIN_NEW);
+	}
+}
+
+/* ---- fleet ---- */
+
+static void test_fleet_finds_vehicles_by_vin_and_id(void **state)
+{
+	struct fleet *fleet;
+	assert_int_equal(fleet_new(&fleet), DM_OK);
+	char vin[18];
+	for (uint32_t id = 1; id <= 1000; id++) {
+		struct db_vehicle record = {.id = id};
+		snprintf(vin, sizeof vin, "LSVAU218X%08u", (unsigned)id);
+		snprintf(record.vin, sizeof record.vin, "%s", vin);
+		assert_int_equal(fleet_add(fleet, &record, NULL), DM_OK);
+	}
+	assert_int_equal(fleet_count(fleet), 1000);
+	struct fleet_vehicle *v = fleet_by_vin(fleet, "LSVAU218X00000777", 17);
+	assert_non_null(v);
+	assert_int_equal(v->record.id, 777);
+	assert_ptr_equal(fleet_by_id(fleet, 777), v);
+	assert_null(fleet_by_vin(fleet, "LSVAU218X00001001", 17));
+	assert_null(fleet_by_vin(fleet, "LSVAU218X0000077", 16));
+	assert_null(fleet_by_id(fleet, 1001));
+	struct db_vehicle again = {.id = 5000};
+	snprintf(again.vin, sizeof again.vin, "%s", "LSVAU218X00000777");
+	assert_int_equal(fleet_add(fleet, &again, NULL), DM_ERR_EXISTS);
+	fleet_free(fleet);
+}
+
+/* ---- memtable ---- */
+
+static void test_memtable_keeps_samples_per_series(void **state)
+{
+	struct memtable *table;
+	assert_int_equal(memtable_new(&table), DM_OK);
+	uint16_t speed = signal_id("Vehicle.Speed"), dtc = signal_id("Vehicle.OBD.DTCList");
+	struct sample samples[3] = {
+		{.ts_ms = 1000, .signal = speed, .value.num.f = 50.5},
+		{.ts_ms = 1100, .signal = dtc, .value = {.str = "P0301", .str_len = 5}},
+		{.ts_ms = 1200, .signal = speed, .value.num.f = 51.5},
+	};
+	assert_int_equal(memtable_append(table, catalog, 7, samples, 3), DM_OK);
+	const struct memtable_series *s = memtable_get(table, 7, speed);
+	assert_non_null(s);
+	assert_int_equal(s->count, 2);
+	assert_true(s->vals[1].f == 51.5);
+	s = memtable_get(table, 7, dtc);
+	assert_non_null(s);
+	assert_string_equal(s->strings + s->vals[0].i, "P0301");
+	assert_null(memtable_get(table, 8, speed));
+	assert_int_equal(memtable_samples(table), 3);
+	memtable_free(table);
+}
+
+static void test_memtable_append_is_all_or_nothing_when_memory_runs_out(void **state)
+{
+	uint16_t speed = signal_id("Vehicle.Speed"), soc = signal_id(
+		"Vehicle.Powertrain.TractionBattery.StateOfCharge.Current");
+	struct sample samples[200];
+	for (int i = 0; i < 200; i++)
+		samples[i] = (struct sample){.ts_ms = i, .signal = i % 2 ? speed : soc,
+					     .value.num.f = i};
+	/* Fail the Nth allocation for every N until the append succeeds; at
+	 * each failure the table must hold nothing of the batch. */
+	for (long n = 0;; n++) {
+		struct memtable *table;
+		assert_int_equal(memtable_new(&table), DM_OK);
+		assert_int_equal(memtable_append(table, catalog, 1, samples, 10), DM_OK);
+		dm_alloc_fail_after(n);
+		int rc = memtable_append(table, catalog, 1, samples, 200);
+		dm_alloc_fail_after(-1);
+		if (rc == DM_OK) {
+			assert_int_equal(memtable_samples(table), 210);
+			memtable_free(table);
+			break;
+		}
+		assert_int_equal(rc, DM_ERR_NOMEM);
+		assert_int_equal(memtable_samples(table), 10);
+		assert_int_equal(memtable_get(table, 1, speed)->count, 5);
+		memtable_free(table);
+		assert_true(n < 100);
+	}
+}
+
+/* ---- engine ---- */
+
+struct harness {
+	char dir[64];
+	struct event_base *base;
+	struct engine *engine;
+	int acks, ack_failures;
+};
+
+static void count_ack(void *arg, const struct engine_ack *ack, int status)
+{
+	struct harness *h = arg;
+	if (status == DM_OK)
+		h->acks++;
+	else
+		h->ack_failures++;
+}
+
+static void harness_open(struct harness *h, unsigned flush_ms)
+{
+	struct engine_options options = {
+		.data_dir = h->dir,
+		.catalog = catalog,
+		.flush_interval_ms = flush_ms,
+		.on_ack = count_ack,
+		.arg = h,
+	};
+	h->base = event_base_new();
+	assert_non_null(h->base);
+	assert_int_equal(engine_open(h->base, &options, &h->engine), DM_OK);
+}
+
+static void harness_close(struct harness *h)
+{
+	engine_close(h->engine);
+	event_base_free(h->base);
+	h->engine = NULL;
+	h->base = NULL;
+}
+
+/* Runs the loop until `acks` acks arrived, failing after ten seconds. */
+static void pump_until_acks(struct harness *h, int acks)
+{
+	uint64_t deadline = dm_mono_ns() + 10000000000ull;
+	while (h->acks + h->ack_failures < acks) {
+		assert_true(dm_mono_ns() < deadline);
+		struct timeval tick = {0, 10000};
+		event_base_loopexit(h->base, &tick);
+		event_base_dispatch(h->base);
+	}
+}
+
+static int harness_setup(void **state)
+{
+	struct harness *h = calloc(1, sizeof *h);
+	snprintf(h->dir, sizeof h->dir, "/tmp/domicile-test-store.XXXXXX");
+	assert_non_null(mkdtemp(h->dir));
+	*state = h;
+	return 0;
+}
+
+static int harness_teardown(void **state)
+{
+	struct harness *h = *state;
+	if (h->engine)
+		harness_close(h);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", h->dir);
+	assert_int_equal(system(cmd), 0);
+	free(h);
+	return 0;
+}
+
+/* Ingests a JSON batch of `count` speed samples starting at ts. */
+static int ingest_speeds(struct harness *h, struct fleet_vehicle *v, uint64_t seq, int64_t ts,
+			 int count, uint16_t packet_id)
+{
+	struct sample samples[64];
+	for (int i = 0; i < count; i++)
+		samples[i] = (struct sample){.ts_ms = ts + i * 100,
+					     .signal = signal_id("Vehicle.Speed"),
+					     .value.num.f = 40 + i * 0.5};
+	struct payload_batch batch = {seq, (size_t)count, samples};
+	struct dm_buf payload = {0};
+	assert_int_equal(payload_encode(catalog, &batch, PAYLOAD_JSON, &payload), DM_OK);
+	struct engine_ack ack = {.session_id = 1, .packet_id = packet_id};
+	int rc = engine_ingest(h->engine, v, payload.data, payload.len, PAYLOAD_JSON, &batch, &ack);
+	dm_buf_free(&payload);
+	return rc;
+}
+
+static struct fleet_vehicle *register_one(struct harness *h)
+{
+	char secret[64];
+	struct fleet_vehicle *v;
+	assert_int_equal(engine_register(h->engine, VIN, "CN", "test", secret, sizeof secret, &v),
+			 DM_OK);
+	assert_true(strlen(secret) >= 40);
+	assert_string_not_equal(v->record.secret_hash, secret);
+	return v;
+}
+
+static void test_engine_acks_only_after_the_log_is_durable_and_reads_back(void **state)
+{
+	struct harness *h = *state;
+	harness_open(h, 3600000);
+	struct fleet_vehicle *v = register_one(h);
+	int64_t t0 = 1732400000000;
+	assert_int_equal(ingest_speeds(h, v, 1, t0, 10, 1), DM_OK);
+	assert_int_equal(h->acks, 0); /* nothing before the loop ran the commit */
+	pump_until_acks(h, 1);
+	assert_int_equal(h->acks, 1);
+
+	struct engine_series series;
+	assert_int_equal(engine_query(h->engine, v, signal_id("Vehicle.Speed"), t0 + 100, t0 + 500,
+				      100, &series),
+			 DM_OK);
+	assert_int_equal(series.count, 5);
+	assert_true(series.ts[0] == t0 + 100 && series.vals[0].f == 40.5);
+	engine_series_free(&series);
+}
+
+static void test_engine_stores_a_repeated_seq_once(void **state)
+{
+	struct harness *h = *state;
+	harness_open(h, 3600000);
+	struct fleet_vehicle *v = register_one(h);
+	int64_t t0 = 1732400000000;
+	/* Two copies in flight at once: both are logged, one is applied. */
+	assert_int_equal(ingest_speeds(h, v, 9, t0, 4, 1), DM_OK);
+	assert_int_equal(ingest_speeds(h, v, 9, t0, 4, 2), DM_OK);
+	pump_until_acks(h, 2);
+	/* A third copy after it is durable is known at once. */
+	assert_int_equal(ingest_speeds(h, v, 9, t0, 4, 3), DM_ERR_EXISTS);
+	struct engine_series series;
+	assert_int_equal(engine_query(h->engine, v, signal_id("Vehicle.Speed"), 0, INT64_MAX, 100,
+				      &series),
+			 DM_OK);
+	assert_int_equal(series.count, 4);
+	engine_series_free(&series);
+}
+
+static void test_engine_keeps_data_and_seqs_across_a_restart(void **state)
+{
+	struct harness *h = *state;
+	harness_open(h, 3600000);
+	struct fleet_vehicle *v = register_one(h);
+	int64_t t0 = 1732400000000;
+	for (int seq = 1; seq <= 5; seq++)
+		assert_int_equal(ingest_speeds(h, v, (uint64_t)seq, t0 + seq * 10000, 10,
+					       (uint16_t)seq),
+				 DM_OK);
+	pump_until_acks(h, 5);
+	harness_close(h); /* flushes into blocks */
+
+	harness_open(h, 3600000);
+	v = fleet_by_vin(engine_fleet(h->engine), VIN, 17);
+	assert_non_null(v);
+	struct engine_series series;
+	assert_int_equal(engine_query(h->engine, v, signal_id("Vehicle.Speed"), 0, INT64_MAX, 1000,
+				      &series),
+			 DM_OK);
+	assert_int_equal(series.count, 50);
+	for (size_t i = 1; i < series.count; i++)
+		assert_true(series.ts[i - 1] <= series.ts[i]);
+	engine_series_free(&series);
+	/* The window was seeded from the batches table. */
+	assert_int_equal(ingest_speeds(h, v, 3, t0, 10, 9), DM_ERR_EXISTS);
+
+	/* The limit truncates, oldest first. */
+	assert_int_equal(engine_query(h->engine, v, signal_id("Vehicle.Speed"), 0, INT64_MAX, 7,
+				      &series),
+			 DM_OK);
+	assert_int_equal(series.count, 7);
+	assert_true(series.truncated);
+	assert_true(series.ts[0] == t0 + 10000);
+	engine_series_free(&series);
+
+	/* Latest merges blocks and memory. */
+	assert_int_equal(ingest_speeds(h, v, 6, t0 + 900000, 1, 10), DM_OK);
+	pump_until_acks(h, 6);
+	assert_int_equal(engine_latest(h->engine, v, signal_id("Vehicle.Speed"), &series), DM_OK);
+	assert_int_equal(series.count, 1);
+	assert_true(series.ts[0] == t0 + 900000);
+	engine_series_free(&series);
+}
+
+static void test_engine_flush_moves_samples_into_blocks_without_doubling(void **state)
+{
+	struct harness *h = *state;
+	harness_open(h, 100);
+	struct fleet_vehicle *v = register_one(h);
+	int64_t t0 = 1732400000000;
+	assert_int_equal(ingest_speeds(h, v, 1, t0, 20, 1), DM_OK);
+	pump_until_acks(h, 1);
+	struct engine_stats stats;
+	uint64_t deadline = dm_mono_ns() + 10000000000ull;
+	do {
+		struct timeval tick = {0, 20000};
+		event_base_loopexit(h->base, &tick);
+		event_base_dispatch(h->base);
+		assert_int_equal(engine_stats(h->engine, &stats), DM_OK);
+		assert_true(dm_mono_ns() < deadline);
+	} while (stats.db.samples < 20 || stats.memtable_samples);
+	assert_int_equal(stats.db.blocks, 1);
+	struct engine_series series;
+	assert_int_equal(engine_query(h->engine, v, signal_id("Vehicle.Speed"), 0, INT64_MAX, 1000,
+				      &series),
+			 DM_OK);
+	assert_int_equal(series.count, 20);
+	engine_series_free(&series);
+}
+
+static void test_engine_refuses_a_second_registration_of_a_vin(void **state)
+{
+	struct harness *h = *state;
+	harness_open(h, 3600000);
+	register_one(h);
+	char secret[64];
+	struct fleet_vehicle *v;
+	assert_int_equal(engine_register(h->engine, VIN, "CN", "test", secret, sizeof secret, &v),
+			 DM_ERR_EXISTS);
+}
+
+int main(void)
+{
+	evthread_use_pthreads();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_seqwin_knows_marked_and_unmarked_numbers),
+		cmocka_unit_test(test_seqwin_window_edges_are_exact),
+		cmocka_unit_test(test_seqwin_shifts_by_every_amount),
+		cmocka_unit_test(test_fleet_finds_vehicles_by_vin_and_id),
+		cmocka_unit_test(test_memtable_keeps_samples_per_series),
+		cmocka_unit_test(test_memtable_append_is_all_or_nothing_when_memory_runs_out),
+		cmocka_unit_test_setup_teardown(
+			test_engine_acks_only_after_the_log_is_durable_and_reads_back,
+			harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(test_engine_stores_a_repeated_seq_once,
+						harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(test_engine_keeps_data_and_seqs_across_a_restart,
+						harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_engine_flush_moves_samples_into_blocks_without_doubling,
+			harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(test_engine_refuses_a_second_registration_of_a_vin,
+						harness_setup, harness_teardown),
+	};
+	return cmocka_run_group_tests(tests, load_catalog, free_catalog);
+}
