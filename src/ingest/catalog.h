@@ -31,7 +31,7 @@ struct catalog_signal {
 	uint16_t id;
 	const char *path;
 	enum sig_type type;
-	const char *unit;
+	const char *unit; /* "" where the file says "-" */
 	double min; /* inclusive; for strings 0 */
 	double max; /* inclusive; for strings the maximum length in bytes */
 	enum sig_category category;
