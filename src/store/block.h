@@ -5,7 +5,7 @@
  * A block holds `count` samples in time order: a timestamp column (delta of
  * delta, zigzag varints) and a value column whose encoding follows the
  * signal's type (floats: decimal values as scaled integers, delta or delta of
- * delta, and anything else XOR with the previous value, Gorilla-style; ints:
+ * delta, and anything else XOR with the previous value, byte-aligned; ints:
  * zigzag delta or delta-of-delta varints; bools: zigzag delta varints;
  * strings: length-prefixed bytes), the two then compressed together with
  * zstd. The header is stored in clear and has room
@@ -27,10 +27,10 @@
 #define BLOCK_VERSION 1
 #define BLOCK_NONCE_LEN 12
 #define BLOCK_MAX_SAMPLES (1u << 20)
-#define BLOCK_HEADER_LEN 52            /* the clear header; block_peek needs only these bytes */
-#define BLOCK_TAG_LEN 16               /* AEAD tag after the body when key_id != 0 */
-#define BLOCK_MAX_STRING_LEN 65535     /* bytes of one string value (the catalog's maximum) */
-#define BLOCK_MAX_BODY (64u << 20)     /* bytes of a decompressed body */
+#define BLOCK_HEADER_LEN 52        /* the clear header; block_peek needs only these bytes */
+#define BLOCK_TAG_LEN 16           /* AEAD tag after the body when key_id != 0 */
+#define BLOCK_MAX_STRING_LEN 65535 /* bytes of one string value (the catalog's maximum) */
+#define BLOCK_MAX_BODY (64u << 20) /* bytes of a decompressed body */
 
 /* A column of samples, as the memtable keeps them and a decoded block
  * returns them. For SIG_STRING, vals[k].i is the byte offset in `strings` of
