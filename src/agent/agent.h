@@ -1,0 +1,106 @@
+/*
+ * agent.h — `domicile agent`: simulated vehicles that publish telemetry.
+ *
+ * One process, one thread, any number of vehicles. Each vehicle is a
+ * libmosquitto client (client id and user name = its VIN, password = its
+ * secret) driven from a single poll() loop; each drives a simulated route
+ * (agent/route.h), samples its signals, groups the samples into batches with
+ * increasing sequence numbers and publishes them QoS 1 on v/{VIN}/telemetry,
+ * JSON or protobuf (ingest/payload.h), with at most a fixed number of batches
+ * waiting for their PUBACK. A batch whose connection drops before its PUBACK
+ * is published again with the same sequence number after reconnecting (the
+ * node stores it once).
+ *
+ * Two modes:
+ *   rate   real time: every vehicle samples each signal `rate_hz` times a
+ *          second for `duration_s` seconds, then its last partial batch.
+ *   flood  benchmark: every vehicle publishes freshly generated batches as
+ *          fast as its in-flight window allows for `duration_s` seconds.
+ *          Samples are `1000 / rate_hz` ms apart (rate_hz 0 means 1000 Hz)
+ *          and start 24 hours before the run, so the node never sees a
+ *          timestamp in the future.
+ * After the run the agent waits up to `drain_s` for outstanding PUBACKs and
+ * disconnects cleanly.
+ *
+ * Ownership: agent_run borrows its config (and everything the config points
+ * to) for the length of the call and fills a caller-owned result; nothing it
+ * hands out needs freeing.
+ */
+#ifndef DM_AGENT_H
+#define DM_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ingest/catalog.h"
+#include "ingest/payload.h"
+
+#define AGENT_DEFAULT_PORT 1883
+#define AGENT_DEFAULT_INFLIGHT 16
+#define AGENT_MAX_INFLIGHT 65535 /* MQTT packet identifiers are 16 bits */
+
+struct agent_vehicle {
+	const char *vin;    /* 1..64 of [A-Za-z0-9._-]: also the client id and user name */
+	const char *secret; /* the MQTT password */
+	int has_position;   /* 0: placed near the config's origin, scattered by VIN */
+	double lat_deg, lon_deg;
+};
+
+struct agent_config {
+	const char *host;
+	int port;
+	const struct agent_vehicle *vehicles;
+	size_t vehicle_count;
+	const struct catalog *catalog;
+	double rate_hz;    /* samples per signal per second; 0: 1 (rate) or 1000 (flood) */
+	size_t batch;      /* samples per batch, >= 1 */
+	double duration_s; /* > 0 */
+	double drain_s;    /* how long to wait for outstanding PUBACKs at the end */
+	enum payload_format format;
+	int inflight; /* batches awaiting PUBACK per vehicle, 1..AGENT_MAX_INFLIGHT */
+	int flood;
+	int protocol; /* 5 or 4 (MQTT 3.1.1) */
+	uint64_t seq_start;
+	uint64_t seed; /* mixed with each VIN to seed its route */
+	double origin_lat_deg, origin_lon_deg;
+	int progress; /* a live progress line on stderr */
+};
+
+/* Fills config with the defaults of the command line (no vehicles, no
+ * catalog). */
+void agent_config_default(struct agent_config *config);
+
+struct agent_result {
+	size_t vehicles;
+	size_t connected;         /* vehicles that got a successful CONNACK at least once */
+	uint64_t batches_made;    /* batches built (rate mode: also while disconnected) */
+	uint64_t batches_sent;    /* batches published at least once */
+	uint64_t batches_acked;   /* PUBACK reason < 0x80 */
+	uint64_t batches_refused; /* PUBACK reason >= 0x80 */
+	uint64_t batches_dropped; /* rate mode: the backlog overflowed while disconnected */
+	uint64_t republished;     /* publishes of a batch again after a reconnect */
+	uint64_t samples_acked;
+	double duration_s; /* start to the end of the run or the last PUBACK, if later */
+	double puback_p50_ms, puback_p99_ms, puback_max_ms; /* publish to PUBACK */
+	uint64_t refused_by_reason[256];                    /* by PUBACK reason code */
+	uint64_t connect_refused_by_reason[256];            /* by CONNACK reason code */
+	uint64_t connect_errors; /* no CONNACK: socket or protocol failures */
+};
+
+/*
+ * Runs the fleet to the end (or until SIGINT/SIGTERM, which end the run
+ * early and still drain). Returns DM_OK with *out filled, whatever the
+ * broker did; DM_ERR_INVALID for a config out of range, DM_ERR_NOMEM, or
+ * DM_ERR_IO when the event loop itself fails. Calls mosquitto_lib_init and
+ * mosquitto_lib_cleanup.
+ */
+int agent_run(const struct agent_config *config, struct agent_result *out);
+
+/*
+ * The `domicile agent` command; argv[0] is "agent". Exits (returns) 0 when
+ * every vehicle connected and every batch built was acknowledged, 1
+ * otherwise, 2 for a usage error. Run with --help for the options.
+ */
+int agent_main(int argc, char **argv);
+
+#endif
