@@ -60,11 +60,11 @@ register_fleet() {
 	for i in $(seq 1 "$count"); do
 		vin=$(vin_for "$prefix" "$i")
 		{
+			[ "$i" -gt 1 ] && echo "next"
 			echo "url = \"http://127.0.0.1:$API_PORT/v1/vehicles\""
 			echo "header = \"Authorization: Bearer $TOKEN\""
 			echo "data = \"{\\\"vin\\\": \\\"$vin\\\", \\\"home\\\": \\\"$home\\\", \\\"model\\\": \\\"demo\\\"}\""
 			echo "write-out = \"\\n\""
-			echo "next"
 		} >>"$cfg"
 	done
 	curl -sS -K "$cfg" | jq -r 'select(.vin) | "\(.vin) \(.mqtt_secret)"' >"$file"

@@ -289,9 +289,18 @@ static void sample_tick(struct agent *a, struct vehicle *v, int64_t ts_ms)
 	    [CH_ALT] = r.altitude_m,  [CH_HEADING] = r.heading_deg, [CH_ODOMETER] = r.odometer_km,
 	    [CH_SOC] = r.soc_pct,     [CH_FUEL] = r.fuel_pct,       [CH_AIR_TEMP] = r.air_temp_c,
 	};
+	/* Sensors report at a fixed resolution; sending the simulation's full
+	 * doubles would be neither realistic nor compressible. Dividing by a
+	 * power of ten gives the double nearest the decimal (12.3, not
+	 * 12.300000000000001). */
+	static const double scale[CH_DTC] = {
+	    [CH_SPEED] = 10,    [CH_LAT] = 1e7,     [CH_LON] = 1e7,
+	    [CH_ALT] = 10,      [CH_HEADING] = 10,  [CH_ODOMETER] = 10,
+	    [CH_SOC] = 10,      [CH_FUEL] = 1,      [CH_AIR_TEMP] = 10,
+	};
 	for (int ch = 0; ch < CH_DTC; ch++)
 		if (a->signals[ch])
-			add_number(v, a->signals[ch], ts_ms, values[ch]);
+			add_number(v, a->signals[ch], ts_ms, round(values[ch] * scale[ch]) / scale[ch]);
 	const struct catalog_signal *dtc = a->signals[CH_DTC];
 	if (r.dtc && dtc && dtc->type == SIG_STRING && strlen(r.dtc) <= dtc->max) {
 		struct sample *s = &v->pending[v->pending_count++];
@@ -427,7 +436,7 @@ static int vehicle_pump(struct agent *a, struct vehicle *v)
 	while (!v->lost && v->in_flight < a->config->inflight) {
 		struct slot *s = free_slot(a, v);
 		if (a->config->flood) {
-			if (a->phase != PHASE_RUN)
+			if (a->phase != PHASE_RUN || a->config->idle)
 				break;
 			while (v->pending_count < a->config->batch) {
 				int64_t ts = a->start_wall_ms - FLOOD_BACKDATE_MS +
@@ -1036,6 +1045,7 @@ static const char usage_text[] =
     "  --format FORMAT       json or protobuf (default protobuf)\n"
     "  --inflight K          batches awaiting PUBACK per vehicle (default 16)\n"
     "  --flood               publish as fast as the in-flight window allows (benchmarks)\n"
+    "  --idle                connect and stay connected, publishing nothing (benchmarks)\n"
     "  --protocol VERSION    5 or 311 (default 5)\n"
     "  --seq-start N         the first batch's sequence number (default 1)\n"
     "  --seed N              varies every vehicle's simulated drive (default 1)\n"
@@ -1258,6 +1268,7 @@ enum option_id {
 	OPT_FORMAT,
 	OPT_INFLIGHT,
 	OPT_FLOOD,
+	OPT_IDLE,
 	OPT_PROTOCOL,
 	OPT_SEQ_START,
 	OPT_SEED,
@@ -1281,6 +1292,7 @@ static const struct option long_options[] = {
     {"format", required_argument, NULL, OPT_FORMAT},
     {"inflight", required_argument, NULL, OPT_INFLIGHT},
     {"flood", no_argument, NULL, OPT_FLOOD},
+    {"idle", no_argument, NULL, OPT_IDLE},
     {"protocol", required_argument, NULL, OPT_PROTOCOL},
     {"seq-start", required_argument, NULL, OPT_SEQ_START},
     {"seed", required_argument, NULL, OPT_SEED},
@@ -1385,6 +1397,10 @@ int agent_main(int argc, char **argv)
 			break;
 		case OPT_FLOOD:
 			config.flood = 1;
+			break;
+		case OPT_IDLE:
+			config.flood = 1; /* no sampling clock ... */
+			config.idle = 1;  /* ... and no batches either */
 			break;
 		case OPT_PROTOCOL:
 			if (strcmp(optarg, "5") == 0)

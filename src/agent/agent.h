@@ -19,6 +19,8 @@
  *          Samples are `1000 / rate_hz` ms apart (rate_hz 0 means 1000 Hz)
  *          and start 24 hours before the run, so the node never sees a
  *          timestamp in the future.
+ *   idle   benchmark: every vehicle connects and stays connected for
+ *          `duration_s` seconds without publishing.
  * After the run the agent waits up to `drain_s` for outstanding PUBACKs and
  * disconnects cleanly.
  *
@@ -59,6 +61,7 @@ struct agent_config {
 	enum payload_format format;
 	int inflight; /* batches awaiting PUBACK per vehicle, 1..AGENT_MAX_INFLIGHT */
 	int flood;
+	int idle; /* with flood: connect and publish nothing (memory benchmarks) */
 	int protocol; /* 5 or 4 (MQTT 3.1.1) */
 	uint64_t seq_start;
 	uint64_t seed; /* mixed with each VIN to seed its route */
