@@ -13,11 +13,28 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/domicile-$TEST_NAME.XXXXXX")
 PIDS=()
 
 cleanup() {
+	local status=$?
+	# SIGTERM first, so a sanitizer build gets to report leaks at exit.
 	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+	done
+	for pid in "${PIDS[@]}"; do
+		local waited=0
+		while kill -0 "$pid" 2>/dev/null && [ $waited -lt 200 ]; do
+			sleep 0.05
+			waited=$((waited + 1))
+		done
 		kill -9 "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
+	# A sanitizer report in any log fails the test, whatever it checked.
+	if grep -lE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$WORK"/*.log 2>/dev/null; then
+		echo "FAIL $TEST_NAME: sanitizer report in the logs above" >&2
+		grep -hE -A30 "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$WORK"/*.log | head -60 >&2
+		status=1
+	fi
 	if [ "${KEEP_WORK:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+	exit $status
 }
 trap cleanup EXIT
 
