@@ -38,6 +38,8 @@ BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all check unit e2e check-asan demo bench fuzz deps clean format
+# Keep test and bench objects between runs instead of rebuilding them.
+.SECONDARY:
 all: $(BUILD)/domicile
 
 deps:

@@ -357,58 +357,81 @@ static void get_latest(struct call *call, const char *vin, size_t len)
 
 /* ---- routing ---- */
 
+/* Every route, in one table: its pattern ("{vin}" matches one path segment),
+ * its method, and whether it needs the bearer token. The security issue
+ * will add the roles each route admits here. */
+struct route {
+	const char *pattern;
+	enum evhttp_cmd_type method;
+	int needs_token;
+	void (*handler)(struct call *call, const char *vin, size_t vin_len);
+};
+
+static void route_health(struct call *call, const char *vin, size_t len) { get_health(call); }
+static void route_metrics(struct call *call, const char *vin, size_t len) { get_metrics(call); }
+static void route_register(struct call *call, const char *vin, size_t len) { post_vehicle(call); }
+
+static const struct route routes[] = {
+	{"/v1/health", EVHTTP_REQ_GET, 0, route_health},
+	{"/metrics", EVHTTP_REQ_GET, 1, route_metrics},
+	{"/v1/vehicles", EVHTTP_REQ_POST, 1, route_register},
+	{"/v1/vehicles/{vin}", EVHTTP_REQ_GET, 1, get_vehicle},
+	{"/v1/vehicles/{vin}/samples", EVHTTP_REQ_GET, 1, get_samples},
+	{"/v1/vehicles/{vin}/latest", EVHTTP_REQ_GET, 1, get_latest},
+};
+
+/* Whether path matches pattern; a "{vin}" segment is handed back. */
+static int route_match(const char *pattern, const char *path, const char **vin, size_t *vin_len)
+{
+	static const char param[] = "{vin}";
+	while (*pattern) {
+		if (strncmp(pattern, param, sizeof param - 1) == 0) {
+			size_t len = strcspn(path, "/");
+			if (len == 0)
+				return 0;
+			*vin = path;
+			*vin_len = len;
+			path += len;
+			pattern += sizeof param - 1;
+		} else if (*pattern++ != *path++) {
+			return 0;
+		}
+	}
+	return *path == '\0';
+}
+
+static const char *method_name(enum evhttp_cmd_type method)
+{
+	return method == EVHTTP_REQ_POST ? "POST" : method == EVHTTP_REQ_DELETE ? "DELETE" : "GET";
+}
+
 static void dispatch(struct call *call)
 {
 	enum evhttp_cmd_type method = evhttp_request_get_command(call->req);
-	const char *path = call->path;
-	static const char vehicles[] = "/v1/vehicles";
-	size_t vlen = sizeof vehicles - 1;
-
-	if (strcmp(path, "/v1/health") == 0) {
-		call->route = "/v1/health";
-		if (method != EVHTTP_REQ_GET)
-			return reply_error(call, 405, "use GET");
-		return get_health(call);
-	}
-	if (!authorized(call)) {
-		call->route = "unauthorized";
-		evhttp_add_header(evhttp_request_get_output_headers(call->req), "WWW-Authenticate",
-				  "Bearer");
-		return reply_error(call, 401, "a valid 'Authorization: Bearer TOKEN' is needed");
-	}
-	if (strcmp(path, "/metrics") == 0) {
-		call->route = "/metrics";
-		if (method != EVHTTP_REQ_GET)
-			return reply_error(call, 405, "use GET");
-		return get_metrics(call);
-	}
-	if (strcmp(path, vehicles) == 0) {
-		call->route = "/v1/vehicles";
-		if (method != EVHTTP_REQ_POST)
-			return reply_error(call, 405, "use POST");
-		return post_vehicle(call);
-	}
-	if (strncmp(path, vehicles, vlen) == 0 && path[vlen] == '/') {
-		const char *vin = path + vlen + 1;
-		const char *slash = strchr(vin, '/');
-		size_t len = slash ? (size_t)(slash - vin) : strlen(vin);
-		const char *rest = slash ? slash : "";
-		if (method != EVHTTP_REQ_GET) {
-			call->route = "/v1/vehicles/{vin}";
-			return reply_error(call, 405, "use GET");
+	const struct route *path_match = NULL;
+	for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
+		const char *vin = NULL;
+		size_t vin_len = 0;
+		if (!route_match(routes[i].pattern, call->path, &vin, &vin_len))
+			continue;
+		path_match = &routes[i];
+		if (routes[i].method != method)
+			continue;
+		call->route = routes[i].pattern;
+		if (routes[i].needs_token && !authorized(call)) {
+			call->route = "unauthorized";
+			evhttp_add_header(evhttp_request_get_output_headers(call->req),
+					  "WWW-Authenticate", "Bearer");
+			reply_error(call, 401, "a valid 'Authorization: Bearer TOKEN' is needed");
+			return;
 		}
-		if (*rest == '\0') {
-			call->route = "/v1/vehicles/{vin}";
-			return get_vehicle(call, vin, len);
-		}
-		if (strcmp(rest, "/samples") == 0) {
-			call->route = "/v1/vehicles/{vin}/samples";
-			return get_samples(call, vin, len);
-		}
-		if (strcmp(rest, "/latest") == 0) {
-			call->route = "/v1/vehicles/{vin}/latest";
-			return get_latest(call, vin, len);
-		}
+		routes[i].handler(call, vin, vin_len);
+		return;
+	}
+	if (path_match) {
+		call->route = path_match->pattern;
+		reply_error(call, 405, "use %s", method_name(path_match->method));
+		return;
 	}
 	call->route = "unknown";
 	reply_error(call, 404, "no such route");

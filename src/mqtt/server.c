@@ -57,6 +57,7 @@
 #include <event2/util.h>
 
 #include "mqtt/codec.h"
+#include "util/addr.h"
 #include "util/alloc.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -1078,30 +1079,21 @@ int mqtt_server_new(struct event_base *base, const struct mqtt_server_options *o
 	return DM_OK;
 }
 
-/* Resolves "HOST:PORT", "[V6]:PORT" or ":PORT" (all addresses) for
- * listening; port 0 asks the kernel for a free one. */
+/* Resolves "HOST:PORT" or "[V6]:PORT" for listening; port 0 asks the
+ * kernel for a free one. */
 static int resolve_listen_address(const char *address, struct sockaddr_storage *out,
                                   socklen_t *out_len)
 {
-	const char *colon = strrchr(address, ':');
-	if (!colon || colon[1] == '\0')
+	char host[256], port_text[8];
+	int port;
+	if (addr_split(address, host, sizeof host, &port) != DM_OK)
 		return DM_ERR_INVALID;
-	char host[256];
-	const char *start = address;
-	size_t host_len = (size_t)(colon - address);
-	if (host_len >= 2 && address[0] == '[' && colon[-1] == ']') {
-		start++;
-		host_len -= 2;
-	}
-	if (host_len >= sizeof host)
-		return DM_ERR_INVALID;
-	memcpy(host, start, host_len);
-	host[host_len] = '\0';
+	snprintf(port_text, sizeof port_text, "%d", port);
 	struct evutil_addrinfo hints = {0}, *found = NULL;
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICSERV;
-	if (evutil_getaddrinfo(host_len ? host : NULL, colon + 1, &hints, &found) != 0 || !found)
+	if (evutil_getaddrinfo(host, port_text, &hints, &found) != 0 || !found)
 		return DM_ERR_INVALID;
 	memcpy(out, found->ai_addr, found->ai_addrlen);
 	*out_len = (socklen_t)found->ai_addrlen;
