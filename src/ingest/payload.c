@@ -5,7 +5,8 @@
  *
  *   JSON   one object with exactly two keys, no duplicates:
  *            {"seq": N, "samples": [S, ...]}
- *          N an integer 0 .. 2^63-1 (jansson's integer range); samples an
+ *          N an integer 0 .. 2^63-1 (an int64, as JSON is read in
+ *          json_batch.c, whose grammar this is); samples an
  *          array of 1 .. max_samples objects, each with exactly three keys:
  *            {"ts": MS, "signal": "PATH", "value": V}
  *          MS an integer; V a number for float signals (an integer literal is
@@ -28,16 +29,17 @@
  *  1. Memory handed out by payload_decode (samples, string values) lives in
  *     the decoder: samples[] and the arena. Both are reused: the arena is
  *     reset, and samples[] overwritten, at the start of the next decode.
- *  2. Once warm, decoding allocates nothing in our code: samples[] only grows
+ *  2. Once warm, decoding allocates nothing: samples[] only grows
  *     (geometrically, never past max_samples entries), and the arena, after a
  *     batch that needed more than one chunk, starts the next batch with one
  *     chunk as large as all of them together. protobuf-c allocates only from
- *     the arena. jansson's own parse tree is the exception: jansson allocates
- *     through malloc per value, which this file cannot change without taking
- *     over the process-wide json_set_alloc_funcs.
+ *     the arena; the JSON reader (json_batch.c) keeps item records that grow
+ *     like samples[], and takes only escaped strings and very long numbers
+ *     from the arena.
  *  3. The number of samples is checked before anything is allocated for
  *     them: for protobuf by a scan of the top-level fields before unpacking,
- *     for JSON on the array size before samples[] grows.
+ *     for JSON on the array size before samples[] grows (the reader keeps
+ *     records of at most max_samples elements and only counts the rest).
  *  4. On failure *out is empty and the reason names the sample index, the
  *     catalog's path and what was expected, never the value sent, nor a path
  *     that is not in the catalog (both come from the vehicle).
@@ -45,13 +47,13 @@
 #include "ingest/payload.h"
 
 #include <inttypes.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest/json_batch.h"
 #include "proto/batch.pb-c.h"
 #include "util/alloc.h"
 #include "util/cursor.h"
@@ -156,6 +158,7 @@ struct payload_decoder {
 	size_t samples_cap;
 	struct arena arena;
 	ProtobufCAllocator pb_allocator;
+	struct json_batch_reader *json; /* its item records: max_samples at most */
 };
 
 int payload_decoder_new(const struct catalog *catalog, const struct payload_limits *limits,
@@ -176,6 +179,11 @@ int payload_decoder_new(const struct catalog *catalog, const struct payload_limi
 	decoder->pb_allocator.alloc = pb_alloc;
 	decoder->pb_allocator.free = pb_free;
 	decoder->pb_allocator.allocator_data = &decoder->arena;
+	int rc = json_batch_reader_new(use.max_samples, pb_alloc, &decoder->arena, &decoder->json);
+	if (rc) {
+		dm_free(decoder);
+		return rc;
+	}
 	*out = decoder;
 	return DM_OK;
 }
@@ -185,6 +193,7 @@ void payload_decoder_free(struct payload_decoder *decoder)
 	if (!decoder)
 		return;
 	arena_free_all(&decoder->arena);
+	json_batch_reader_free(decoder->json);
 	dm_free(decoder->samples);
 	dm_free(decoder);
 }
@@ -351,43 +360,26 @@ static int check_sample(const struct sample_rules *rules, size_t index,
 /* ------------------------------------------------------------------------ */
 /* JSON */
 
-/* What went wrong, from jansson's code: its text may quote the input. */
-static const char *json_problem(const json_error_t *error)
-{
-	switch (json_error_code(error)) {
-	case json_error_premature_end_of_input: return "the input ends early";
-	case json_error_end_of_input_expected: return "more data after the batch";
-	case json_error_invalid_utf8: return "invalid UTF-8";
-	case json_error_null_character:
-	case json_error_null_byte_in_key: return "a NUL character";
-	case json_error_duplicate_key: return "a duplicate key";
-	case json_error_numeric_overflow: return "a number out of range";
-	case json_error_stack_overflow: return "nesting too deep";
-	default: return "invalid syntax";
-	}
-}
-
-static void json_raw(const json_t *value, struct raw_value *raw)
+static void json_raw(const struct json_batch_scalar *value, struct raw_value *raw)
 {
 	*raw = (struct raw_value){.kind = RAW_NONE};
-	switch (json_typeof(value)) {
-	case JSON_INTEGER:
+	switch (value->kind) {
+	case JSON_BATCH_INT:
 		raw->kind = RAW_INT;
-		raw->i = json_integer_value(value);
+		raw->i = value->i;
 		break;
-	case JSON_REAL:
+	case JSON_BATCH_REAL:
 		raw->kind = RAW_REAL;
-		raw->f = json_real_value(value);
+		raw->f = value->f;
 		break;
-	case JSON_TRUE:
-	case JSON_FALSE:
+	case JSON_BATCH_BOOL:
 		raw->kind = RAW_BOOL;
-		raw->i = json_is_true(value);
+		raw->i = value->i;
 		break;
-	case JSON_STRING:
+	case JSON_BATCH_STRING:
 		raw->kind = RAW_STRING;
-		raw->str = json_string_value(value);
-		raw->len = json_string_length(value);
+		raw->str = value->str;
+		raw->len = value->len;
 		break;
 	default:
 		break;
@@ -395,36 +387,36 @@ static void json_raw(const json_t *value, struct raw_value *raw)
 }
 
 static int json_sample(struct payload_decoder *decoder, const struct sample_rules *rules,
-		       size_t index, const json_t *item, struct sample *out)
+		       size_t index, const struct json_batch_item *item, struct sample *out)
 {
 	char *reason = rules->reason;
 	size_t reason_len = rules->reason_len;
-	/* json_object_get answers NULL for an item that is not an object. */
-	const json_t *ts = json_object_get(item, "ts");
-	const json_t *signal = json_object_get(item, "signal");
-	const json_t *value = json_object_get(item, "value");
-	if (json_object_size(item) != 3 || !ts || !signal || !value)
+	if (item->kind != JSON_BATCH_OBJECT || item->other_keys ||
+	    item->ts.kind == JSON_BATCH_ABSENT || item->signal.kind == JSON_BATCH_ABSENT ||
+	    item->value.kind == JSON_BATCH_ABSENT)
 		return refuse(reason, reason_len, DM_ERR_MALFORMED,
 			      "sample %zu: expected an object with exactly ts, signal and value",
 			      index);
-	if (!json_is_string(signal))
+	if (item->signal.kind != JSON_BATCH_STRING)
 		return refuse(reason, reason_len, DM_ERR_MALFORMED,
 			      "sample %zu: signal must be a string naming a VSS path", index);
-	const struct catalog_signal *sig = catalog_find(
-		decoder->catalog, json_string_value(signal), json_string_length(signal));
+	const struct catalog_signal *sig =
+		catalog_find(decoder->catalog, item->signal.str, item->signal.len);
 	if (!sig)
 		return refuse(reason, reason_len, DM_ERR_INVALID,
 			      "sample %zu: signal not in the catalog", index);
-	if (!json_is_integer(ts))
+	if (item->ts.kind != JSON_BATCH_INT)
 		return refuse(reason, reason_len, DM_ERR_MALFORMED,
 			      "sample %zu (%s): ts must be an integer (ms since 1970, UTC)", index,
 			      sig->path);
 	struct raw_value raw;
-	json_raw(value, &raw);
-	int rc = check_sample(rules, index, sig, json_integer_value(ts), &raw, out);
+	json_raw(&item->value, &raw);
+	int rc = check_sample(rules, index, sig, item->ts.i, &raw, out);
 	if (rc == DM_OK && sig->type == SIG_STRING) {
-		/* The parse tree goes before we return: the string moves to the
-		 * arena, where it lives until the next decode (invariant 1). */
+		/* An unescaped string points into the caller's bytes: it moves
+		 * to the arena, where it lives until the next decode as
+		 * payload.h promises (invariant 1). At most the catalog's
+		 * maximum length, so the copy is small. */
 		char *copy = arena_alloc(&decoder->arena, raw.len);
 		if (!copy)
 			return refuse(reason, reason_len, DM_ERR_NOMEM, "out of memory");
@@ -435,26 +427,54 @@ static int json_sample(struct payload_decoder *decoder, const struct sample_rule
 	return rc;
 }
 
-static int json_batch(struct payload_decoder *decoder, const struct sample_rules *rules,
-		      const json_t *root, struct payload_batch *out)
+/* Line and column (both from 1, the column in bytes) of an offset. */
+static void line_column(const uint8_t *bytes, size_t offset, size_t *line, size_t *column)
+{
+	size_t line_start = 0;
+	*line = 1;
+	for (size_t k = 0; k < offset; k++) {
+		if (bytes[k] == '\n') {
+			(*line)++;
+			line_start = k + 1;
+		}
+	}
+	*column = offset - line_start + 1;
+}
+
+static int decode_json(struct payload_decoder *decoder, const struct sample_rules *rules,
+		       const uint8_t *bytes, size_t len, struct payload_batch *out)
 {
 	char *reason = rules->reason;
 	size_t reason_len = rules->reason_len;
-	if (!json_is_object(root))
+	struct json_batch doc;
+	struct json_batch_error error;
+	int rc = json_batch_read(decoder->json, bytes, len, &doc, &error);
+	if (rc == DM_ERR_NOMEM)
+		return refuse(reason, reason_len, DM_ERR_NOMEM, "out of memory");
+	if (rc) {
+		/* Position and what the grammar wanted only, never the bytes
+		 * found: they may be a value (invariant 4). */
+		size_t line, column;
+		line_column(bytes, error.offset, &line, &column);
+		return refuse(reason, reason_len, DM_ERR_MALFORMED,
+			      "not valid JSON: %s at line %zu, column %zu (byte %zu): expected %s",
+			      error.problem, line, column, error.offset, error.expected);
+	}
+	/* The checks, and their order, are those of the batch as a whole
+	 * first, then of each sample in turn. */
+	if (doc.kind != JSON_BATCH_OBJECT)
 		return refuse(reason, reason_len, DM_ERR_MALFORMED,
 			      "batch: expected an object with seq and samples");
-	const json_t *seq = json_object_get(root, "seq");
-	if (!json_is_integer(seq) || json_integer_value(seq) < 0)
+	if (doc.seq.kind != JSON_BATCH_INT || doc.seq.i < 0)
 		return refuse(reason, reason_len, DM_ERR_MALFORMED,
 			      "batch: seq must be a non-negative integer");
-	const json_t *samples = json_object_get(root, "samples");
-	if (!json_is_array(samples))
+	if (doc.samples_kind != JSON_BATCH_ARRAY)
 		return refuse(reason, reason_len, DM_ERR_MALFORMED,
 			      "batch: samples must be an array");
-	if (json_object_size(root) != 2)
+	if (doc.other_keys)
 		return refuse(reason, reason_len, DM_ERR_MALFORMED,
 			      "batch: expected only the keys seq and samples");
-	size_t count = json_array_size(samples);
+	size_t count = doc.count;
 	if (count > decoder->limits.max_samples)
 		return refuse(reason, reason_len, DM_ERR_TOO_LARGE,
 			      "batch: %zu samples, at most %zu allowed", count,
@@ -464,35 +484,14 @@ static int json_batch(struct payload_decoder *decoder, const struct sample_rules
 	if (reserve_samples(decoder, count))
 		return refuse(reason, reason_len, DM_ERR_NOMEM, "out of memory");
 	for (size_t k = 0; k < count; k++) {
-		int rc = json_sample(decoder, rules, k, json_array_get(samples, k),
-				     &decoder->samples[k]);
+		rc = json_sample(decoder, rules, k, &doc.items[k], &decoder->samples[k]);
 		if (rc)
 			return rc;
 	}
-	out->seq = (uint64_t)json_integer_value(seq);
+	out->seq = (uint64_t)doc.seq.i;
 	out->count = count;
 	out->samples = decoder->samples;
 	return DM_OK;
-}
-
-static int decode_json(struct payload_decoder *decoder, const struct sample_rules *rules,
-		       const uint8_t *bytes, size_t len, struct payload_batch *out)
-{
-	json_error_t error;
-	json_t *root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &error);
-	if (!root) {
-		if (json_error_code(&error) == json_error_out_of_memory)
-			return refuse(rules->reason, rules->reason_len, DM_ERR_NOMEM,
-				      "out of memory");
-		/* Position only: jansson's own text quotes the input near the
-		 * error, and the input may be a value (invariant 4). */
-		return refuse(rules->reason, rules->reason_len, DM_ERR_MALFORMED,
-			      "not valid JSON: %s at line %d, column %d", json_problem(&error),
-			      error.line, error.column);
-	}
-	int rc = json_batch(decoder, rules, root, out);
-	json_decref(root);
-	return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -760,7 +759,7 @@ static int encode_json_sample(const struct catalog *catalog, const struct sample
 static int encode_json(const struct catalog *catalog, const struct payload_batch *batch,
 		       struct dm_buf *out)
 {
-	/* jansson reads integers as long long: a larger seq would not decode. */
+	/* JSON integers are read as int64: a larger seq would not decode. */
 	if (batch->seq > INT64_MAX)
 		return DM_ERR_INVALID;
 	/* A sample is about 70 bytes; one reservation saves most regrowth. */
