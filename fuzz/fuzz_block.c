@@ -25,6 +25,7 @@
 
 #include "ingest/catalog.h"
 #include "store/block.h"
+#include "util/crc32c.h"
 #include "util/err.h"
 
 static void put_be32(uint8_t *p, uint32_t v)
@@ -37,8 +38,8 @@ static void put_be32(uint8_t *p, uint32_t v)
 
 static void reseal(uint8_t *block, size_t len)
 {
-	put_be32(block + 48, block_crc32c(0, block, 48));
-	put_be32(block + len - 4, block_crc32c(0, block, len - 4));
+	put_be32(block + 48, crc32c(0, block, 48));
+	put_be32(block + len - 4, crc32c(0, block, len - 4));
 }
 
 static void check_same(const struct block_column *a, const struct block_column *b)

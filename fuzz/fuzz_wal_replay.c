@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "store/wal.h"
+#include "util/crc32c.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -187,7 +188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		               (uint32_t)head[2] << 8 | head[3];
 		if (len > total - pos - WAL_RECORD_HEADER_SIZE)
 			break;
-		put_be32(head + 4, wal_crc32c(wal_crc32c(0, head, 4), head + 8, len));
+		put_be32(head + 4, crc32c(crc32c(0, head, 4), head + 8, len));
 		pos += WAL_RECORD_HEADER_SIZE + len;
 	}
 	replay_single(file, total);

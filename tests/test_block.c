@@ -21,6 +21,7 @@
 
 #include "ingest/catalog.h"
 #include "store/block.h"
+#include "util/crc32c.h"
 #include "util/alloc.h"
 #include "util/err.h"
 
@@ -223,8 +224,8 @@ static void put_be64(uint8_t *p, uint64_t v)
  * writing a consistent block would. */
 static void reseal(uint8_t *block, size_t len)
 {
-	put_be32(block + 48, block_crc32c(0, block, 48));
-	put_be32(block + len - 4, block_crc32c(0, block, len - 4));
+	put_be32(block + 48, crc32c(0, block, 48));
+	put_be32(block + len - 4, crc32c(0, block, len - 4));
 }
 
 struct fields {
@@ -1044,16 +1045,6 @@ static void test_realistic_vehicle_series_take_under_two_bytes_a_sample(void **s
 	}
 }
 
-static void test_crc32c_matches_the_published_check_value(void **state)
-{
-	/* RFC 3720 B.4 and the usual check string. */
-	assert_int_equal(block_crc32c(0, "123456789", 9), 0xE3069283);
-	uint8_t zeros[32] = {0};
-	assert_int_equal(block_crc32c(0, zeros, 32), 0x8A9136AA);
-	/* Continuing a CRC gives the CRC of the concatenation. */
-	assert_int_equal(block_crc32c(block_crc32c(0, "12345", 5), "6789", 4), 0xE3069283);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1087,7 +1078,6 @@ int main(void)
 	    cmocka_unit_test(test_unknown_version_flags_and_types_are_refused),
 	    cmocka_unit_test(test_encode_and_decode_recover_from_every_failed_allocation),
 	    cmocka_unit_test(test_realistic_vehicle_series_take_under_two_bytes_a_sample),
-	    cmocka_unit_test(test_crc32c_matches_the_published_check_value),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

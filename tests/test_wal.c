@@ -27,6 +27,7 @@
 #include <event2/thread.h>
 
 #include "store/wal.h"
+#include "util/crc32c.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -409,7 +410,7 @@ static void build_segment(const struct fixture *fx, uint64_t segment, const stru
 		rh[1] = (uint8_t)(len >> 16);
 		rh[2] = (uint8_t)(len >> 8);
 		rh[3] = (uint8_t)len;
-		uint32_t crc = wal_crc32c(wal_crc32c(0, rh, 4), payload, recs[i].len);
+		uint32_t crc = crc32c(crc32c(0, rh, 4), payload, recs[i].len);
 		rh[4] = (uint8_t)(crc >> 24);
 		rh[5] = (uint8_t)(crc >> 16);
 		rh[6] = (uint8_t)(crc >> 8);
@@ -425,19 +426,19 @@ static void build_segment(const struct fixture *fx, uint64_t segment, const stru
 
 static void test_wal_crc32c_matches_the_known_check_values(void **state)
 {
-	assert_int_equal(wal_crc32c(0, "123456789", 9), 0xe3069283u);
+	assert_int_equal(crc32c(0, "123456789", 9), 0xe3069283u);
 	uint8_t zeros[32] = {0}, ones[32];
 	memset(ones, 0xff, sizeof ones);
-	assert_int_equal(wal_crc32c(0, zeros, sizeof zeros), 0x8a9136aau);
-	assert_int_equal(wal_crc32c(0, ones, sizeof ones), 0x62a8ab43u);
-	assert_int_equal(wal_crc32c(0, "", 0), 0);
+	assert_int_equal(crc32c(0, zeros, sizeof zeros), 0x8a9136aau);
+	assert_int_equal(crc32c(0, ones, sizeof ones), 0x62a8ab43u);
+	assert_int_equal(crc32c(0, "", 0), 0);
 	/* Split at every point and from unaligned starts: same result. */
 	uint8_t data[100];
 	fill_record(data, 5, sizeof data);
-	uint32_t whole = wal_crc32c(0, data, sizeof data);
+	uint32_t whole = crc32c(0, data, sizeof data);
 	for (size_t cut = 0; cut <= sizeof data; cut++)
 		assert_int_equal(
-		    wal_crc32c(wal_crc32c(0, data, cut), data + cut, sizeof data - cut), whole);
+		    crc32c(crc32c(0, data, cut), data + cut, sizeof data - cut), whole);
 }
 
 static void test_wal_replays_appended_records_in_order_after_close_and_reopen(void **state)

@@ -208,6 +208,7 @@ struct vehicle {
 	uint32_t backoff_ms;
 
 	uint64_t next_tick_ns; /* rate mode */
+	size_t next_batch;     /* rate mode: samples that make the next batch */
 	uint64_t ticks;
 	struct sample *pending; /* samples not yet in a batch */
 	size_t pending_count;
@@ -368,10 +369,11 @@ static int rate_ticks(struct agent *a, struct vehicle *v, uint64_t now)
 		    a->start_wall_ms + (int64_t)((v->next_tick_ns - a->start_ns) / 1000000);
 		sample_tick(a, v, ts);
 		v->next_tick_ns += a->period_ns;
-		while (v->pending_count >= batch) {
-			int rc = backlog_push(a, v, batch);
+		while (v->pending_count >= v->next_batch) {
+			int rc = backlog_push(a, v, v->next_batch);
 			if (rc != DM_OK)
 				return rc;
+			v->next_batch = batch;
 		}
 	}
 	return DM_OK;
@@ -893,6 +895,9 @@ static int vehicle_init(struct agent *a, struct vehicle *v, const struct agent_v
 	/* Spread the vehicles' sampling instants over one period, so a large
 	 * fleet does not sample, batch and publish in lockstep. */
 	v->next_tick_ns = a->start_ns + a->period_ns * index / a->count;
+	/* Spread the batches too: the first batch of each vehicle is shorter by
+	 * a different amount, or all would fill up in the same period. */
+	v->next_batch = 1 + (c->batch - 1) * (index + 1) / a->count;
 	v->retry_at_ns = a->start_ns;
 	return DM_OK;
 }

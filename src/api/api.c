@@ -191,13 +191,13 @@ static json_t *value_json(const struct engine_series *series, size_t i)
 static void get_health(struct call *call)
 {
 	struct engine_stats stats;
-	int rc = engine_stats(call->api->opt.engine, &stats);
-	int healthy = rc == DM_OK && !stats.wal_failed;
+	engine_stats(call->api->opt.engine, &stats);
+	int healthy = !stats.wal_failed && !stats.flush_failing;
 	reply_json(call, healthy ? 200 : 503,
 		   json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", healthy ? "ok" : "failing",
 			     "jurisdiction", call->api->opt.jurisdiction, "site",
-			     call->api->opt.site, "wal", stats.wal_failed ? "failed" : "ok", "store",
-			     rc == DM_OK ? "ok" : "failed"));
+			     call->api->opt.site, "wal", stats.wal_failed ? "failed" : "ok", "flush",
+			     stats.flush_failing ? "failing" : "ok"));
 }
 
 static void get_metrics(struct call *call)

@@ -252,8 +252,7 @@ static void render_metrics(void *arg, struct dm_buf *out)
 	struct mqtt_server_stats mqtt;
 	struct engine_stats store;
 	mqtt_server_stats(node->mqtt, &mqtt);
-	if (engine_stats(node->engine, &store) != DM_OK)
-		memset(&store, 0, sizeof store);
+	engine_stats(node->engine, &store);
 	node_metrics_render(&node->metrics, &mqtt, &store, out);
 }
 

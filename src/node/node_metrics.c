@@ -16,6 +16,11 @@ static const char *const routes[] = {
 	"/v1/vehicles/{vin}/samples", "/v1/vehicles/{vin}/latest", "unauthorized", "unknown",
 	"other", NULL};
 
+/* PUBACK latency in seconds: fine around the 20 ms that a vehicle's
+ * acknowledgement should stay under. */
+static const double puback_buckets[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02,
+					0.03,   0.05,  0.1,   0.25,  0.5,  1,     2.5,  10};
+
 /* Records per group commit: 1 to 4096, in powers of two. */
 static const double commit_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
 
@@ -82,8 +87,11 @@ int node_metrics_init(struct node_metrics *m)
 	COUNTER(block_bytes_written, "domicile_block_bytes_written_total",
 		"Bytes of the blocks written by flushes.");
 	SECONDS(fsync_seconds, "domicile_wal_fsync_seconds", "Duration of the log's fsyncs.");
-	SECONDS(puback_seconds, "domicile_puback_latency_seconds",
-		"From a PUBLISH's arrival to its PUBACK.");
+	if (rc == DM_OK)
+		rc = metrics_histogram(r, "domicile_puback_latency_seconds",
+				       "From a PUBLISH's arrival to its PUBACK.", puback_buckets,
+				       sizeof puback_buckets / sizeof *puback_buckets,
+				       &m->puback_seconds);
 	SECONDS(flush_seconds, "domicile_flush_seconds", "Duration of a flush.");
 	if (rc == DM_OK)
 		rc = metrics_histogram(r, "domicile_wal_records_per_commit",

@@ -109,12 +109,12 @@
 
 #include <assert.h>
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "ingest/catalog.h"
 #include "util/alloc.h"
 #include "util/cursor.h"
+#include "util/crc32c.h"
 #include "util/err.h"
 
 #define BLOCK_MAGIC "DMB1"
@@ -136,44 +136,6 @@ enum vals_encoding {
 	VALS_STRINGS = 5,
 };
 
-/* ---- CRC32C (Castagnoli, reflected polynomial 0x82F63B78) ---- */
-
-static uint32_t crc_table[8][256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-	for (uint32_t n = 0; n < 256; n++) {
-		uint32_t crc = n;
-		for (int k = 0; k < 8; k++)
-			crc = crc & 1 ? crc >> 1 ^ 0x82F63B78u : crc >> 1;
-		crc_table[0][n] = crc;
-	}
-	/* Slicing by 8: table k advances a byte through k further zero bytes. */
-	for (uint32_t n = 0; n < 256; n++)
-		for (int k = 1; k < 8; k++)
-			crc_table[k][n] =
-			    crc_table[k - 1][n] >> 8 ^ crc_table[0][crc_table[k - 1][n] & 0xff];
-}
-
-uint32_t block_crc32c(uint32_t crc, const void *bytes, size_t len)
-{
-	pthread_once(&crc_once, crc_init);
-	const uint8_t *p = bytes;
-	crc = ~crc;
-	while (len >= 8) {
-		uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-		                     (uint32_t)p[3] << 24);
-		crc = crc_table[7][lo & 0xff] ^ crc_table[6][lo >> 8 & 0xff] ^
-		      crc_table[5][lo >> 16 & 0xff] ^ crc_table[4][lo >> 24] ^ crc_table[3][p[4]] ^
-		      crc_table[2][p[5]] ^ crc_table[1][p[6]] ^ crc_table[0][p[7]];
-		p += 8;
-		len -= 8;
-	}
-	while (len--)
-		crc = crc >> 8 ^ crc_table[0][(crc ^ *p++) & 0xff];
-	return ~crc;
-}
 
 /* ---- small helpers ---- */
 
@@ -524,9 +486,9 @@ int block_encode(const struct block_column *column, struct dm_buf *out)
 	put_be32_at(block + 28, 0);
 	memset(block + 32, 0, BLOCK_NONCE_LEN);
 	put_be32_at(block + 44, (uint32_t)body_len);
-	put_be32_at(block + HEADER_CRC_AT, block_crc32c(0, block, HEADER_CRC_AT));
+	put_be32_at(block + HEADER_CRC_AT, crc32c(0, block, HEADER_CRC_AT));
 	size_t crc_at = BLOCK_HEADER_LEN + body_len;
-	put_be32_at(block + crc_at, block_crc32c(0, block, crc_at));
+	put_be32_at(block + crc_at, crc32c(0, block, crc_at));
 	out->len += crc_at + TRAILER_LEN;
 done:
 	ZSTD_freeCCtx(cctx);
@@ -707,7 +669,7 @@ static int read_header(const uint8_t *bytes, size_t len, struct block_info *info
 {
 	if (len < BLOCK_HEADER_LEN || memcmp(bytes, BLOCK_MAGIC, 4) != 0)
 		return DM_ERR_MALFORMED;
-	if (block_crc32c(0, bytes, HEADER_CRC_AT) != be32_at(bytes + HEADER_CRC_AT))
+	if (crc32c(0, bytes, HEADER_CRC_AT) != be32_at(bytes + HEADER_CRC_AT))
 		return DM_ERR_MALFORMED;
 	struct dm_cursor cur = dm_cursor_make(bytes + 4, HEADER_CRC_AT - 4);
 	uint16_t flags;
@@ -810,7 +772,7 @@ int block_decode(const uint8_t *bytes, size_t len, struct block_decoded *out)
 	size_t tag_len = out->info.key_id ? BLOCK_TAG_LEN : 0;
 	size_t crc_at = BLOCK_HEADER_LEN + (size_t)body_len + tag_len;
 	if (len != crc_at + TRAILER_LEN ||
-	    block_crc32c(0, bytes, crc_at) != be32_at(bytes + crc_at)) {
+	    crc32c(0, bytes, crc_at) != be32_at(bytes + crc_at)) {
 		rc = DM_ERR_MALFORMED;
 		goto fail;
 	}

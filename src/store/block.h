@@ -87,8 +87,5 @@ int block_decode(const uint8_t *bytes, size_t len, struct block_decoded *out);
 /* Frees the arrays and zeroes *decoded; accepts NULL and a zeroed struct. */
 void block_decoded_free(struct block_decoded *decoded);
 
-/* CRC32C (Castagnoli) of bytes, continuing from crc (0 to start): the
- * checksum blocks carry, exposed for tests and tools that build blocks. */
-uint32_t block_crc32c(uint32_t crc, const void *bytes, size_t len);
 
 #endif

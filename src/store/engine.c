@@ -70,6 +70,7 @@ struct generation {
 	struct memtable *table;
 	struct dm_buf batches; /* struct batch_ref[] */
 	uint64_t segment_after; /* N_G: the log segment opened when G froze */
+	struct engine_flush_report flushed; /* set by the flush thread */
 };
 
 /* A batch between engine_ingest and its durable callback: one allocation
@@ -96,7 +97,9 @@ struct engine {
 	struct generation *active;
 	struct generation *frozen;
 	uint64_t last_gen;
-	uint64_t release_before; /* N_{G-1} of the last generation flushed */
+	uint64_t release_before;
+	struct db_stats stored; /* counted once at open, then kept up to date */
+	int flush_failing;      /* the last flush failed (it is retried) */ /* N_{G-1} of the last generation flushed */
 	struct event *flush_timer;
 	struct event *flush_done;
 
@@ -381,6 +384,7 @@ static int flush_generation(struct engine *engine, struct generation *g)
 	}
 	job.report.status = rc;
 	job.report.duration_ns = dm_mono_ns() - started;
+	g->flushed = job.report;
 	if (engine->opt.on_flush)
 		engine->opt.on_flush(engine->opt.arg, &job.report);
 	dm_buf_free(&job.block);
@@ -419,6 +423,9 @@ static void frozen_flushed(struct engine *engine)
 	if (engine->release_before)
 		wal_release_before(engine->wal, engine->release_before);
 	engine->release_before = engine->frozen->segment_after;
+	engine->stored.blocks += engine->frozen->flushed.blocks;
+	engine->stored.block_bytes += engine->frozen->flushed.block_bytes;
+	engine->stored.samples += engine->frozen->flushed.samples;
 	generation_free(engine->frozen);
 	engine->frozen = NULL;
 }
@@ -430,6 +437,8 @@ static void on_flush_done(evutil_socket_t fd, short what, void *arg)
 	int finished = engine->flush_finished, status = engine->flush_status;
 	engine->flush_finished = 0;
 	pthread_mutex_unlock(&engine->lock);
+	if (finished)
+		engine->flush_failing = status != DM_OK;
 	if (finished && status == DM_OK && engine->frozen)
 		frozen_flushed(engine);
 }
@@ -525,6 +534,8 @@ int engine_open(struct event_base *base, const struct engine_options *options,
 		rc = db_open(path, &engine->flush_db);
 	if (rc == DM_OK)
 		rc = db_max_flush_gen(engine->db, &engine->last_gen);
+	if (rc == DM_OK)
+		rc = db_stats(engine->db, &engine->stored);
 	if (rc == DM_OK)
 		rc = fleet_new(&engine->fleet);
 	if (rc == DM_OK)
@@ -834,6 +845,8 @@ int engine_register(struct engine *engine, const char *vin, const char *home, co
 		rc = db_vehicle_insert(engine->db, &record);
 	if (rc == DM_OK)
 		rc = fleet_add(engine->fleet, &record, out);
+	if (rc == DM_OK)
+		engine->stored.vehicles++;
 	if (rc && rc != DM_ERR_EXISTS)
 		dm_error("registering a vehicle failed: %s", dm_strerror(rc));
 	return rc;
@@ -853,7 +866,7 @@ int engine_setting_set(struct engine *engine, const char *key, const char *value
 	return db_meta_set(engine->db, key, value);
 }
 
-int engine_stats(struct engine *engine, struct engine_stats *out)
+void engine_stats(struct engine *engine, struct engine_stats *out)
 {
 	memset(out, 0, sizeof *out);
 	out->memtable_samples = memtable_samples(engine->active->table);
@@ -864,5 +877,6 @@ int engine_stats(struct engine *engine, struct engine_stats *out)
 	}
 	out->wal_pending_bytes = wal_pending_bytes(engine->wal);
 	out->wal_failed = wal_failed(engine->wal);
-	return db_stats(engine->db, &out->db);
+	out->flush_failing = engine->flush_failing;
+	out->db = engine->stored;
 }

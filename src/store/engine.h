@@ -118,13 +118,16 @@ int engine_latest(struct engine *engine, const struct fleet_vehicle *vehicle, ui
 		  struct engine_series *out);
 void engine_series_free(struct engine_series *series);
 
+/* What the engine holds. Cheap: nothing here reads the database (the
+ * store's totals are counted at open and kept up to date by flushes). */
 struct engine_stats {
 	uint64_t memtable_samples;
 	uint64_t memtable_bytes;
 	uint64_t wal_pending_bytes;
-	int wal_failed;
+	int wal_failed;    /* the log is in its error state: nothing is acknowledged */
+	int flush_failing; /* the last flush into the database failed (retried) */
 	struct db_stats db;
 };
-int engine_stats(struct engine *engine, struct engine_stats *out);
+void engine_stats(struct engine *engine, struct engine_stats *out);
 
 #endif

@@ -100,6 +100,7 @@
 #include <event2/event.h>
 
 #include "util/alloc.h"
+#include "util/crc32c.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/cursor.h"
@@ -161,45 +162,6 @@ struct wal {
 	atomic_size_t pending_bytes;
 };
 
-/* ---- CRC32C, slice-by-8 ------------------------------------------------ */
-
-static uint32_t crc_table[8][256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-	for (uint32_t n = 0; n < 256; n++) {
-		uint32_t crc = n;
-		for (int k = 0; k < 8; k++)
-			crc = crc & 1 ? (crc >> 1) ^ 0x82f63b78u : crc >> 1;
-		crc_table[0][n] = crc;
-	}
-	for (uint32_t n = 0; n < 256; n++)
-		for (int t = 1; t < 8; t++)
-			crc_table[t][n] =
-			    (crc_table[t - 1][n] >> 8) ^ crc_table[0][crc_table[t - 1][n] & 0xff];
-}
-
-uint32_t wal_crc32c(uint32_t crc, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	pthread_once(&crc_once, crc_init);
-	crc = ~crc;
-	while (len >= 8) {
-		/* Byte-wise loads keep this independent of alignment and endianness. */
-		uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-		                     (uint32_t)p[3] << 24);
-		crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-		      crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
-		      crc_table[3][p[4]] ^ crc_table[2][p[5]] ^ crc_table[1][p[6]] ^
-		      crc_table[0][p[7]];
-		p += 8;
-		len -= 8;
-	}
-	while (len--)
-		crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
-	return ~crc;
-}
 
 /* ---- encoding ---------------------------------------------------------- */
 
@@ -217,12 +179,12 @@ void wal_encode_segment_header(uint64_t segment, uint8_t out[WAL_SEGMENT_HEADER_
 	put_be32(out + 8, SEGMENT_VERSION);
 	put_be32(out + 12, (uint32_t)(segment >> 32));
 	put_be32(out + 16, (uint32_t)segment);
-	put_be32(out + 20, wal_crc32c(0, out, 20));
+	put_be32(out + 20, crc32c(0, out, 20));
 }
 
 static uint32_t record_crc(const uint8_t length_field[4], const void *payload, size_t len)
 {
-	return wal_crc32c(wal_crc32c(0, length_field, 4), payload, len);
+	return crc32c(crc32c(0, length_field, 4), payload, len);
 }
 
 static void segment_name(char out[SEGMENT_NAME_LEN + 1], uint64_t segment)
@@ -481,7 +443,7 @@ static int check_segment_header(struct dm_cursor *cur, uint64_t segment)
 	if (dm_cursor_be32(cur, &version) != DM_OK || dm_cursor_be64(cur, &id) != DM_OK ||
 	    dm_cursor_be32(cur, &stored_crc) != DM_OK)
 		return DM_ERR_MALFORMED;
-	if (stored_crc != wal_crc32c(0, start, 20) || version != SEGMENT_VERSION || id != segment)
+	if (stored_crc != crc32c(0, start, 20) || version != SEGMENT_VERSION || id != segment)
 		return DM_ERR_MALFORMED;
 	return DM_OK;
 }

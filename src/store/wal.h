@@ -118,9 +118,6 @@ void wal_set_commit_observer(struct wal *wal,
 					      uint64_t fsync_ns),
 			     void *arg);
 
-/* CRC32C (Castagnoli) of `len` bytes continuing from `crc` (0 to start):
- * wal_crc32c(0, "123456789", 9) == 0xe3069283. */
-uint32_t wal_crc32c(uint32_t crc, const void *data, size_t len);
 
 /* Writes the header of segment `segment` into out (for tests and fuzzers
  * that build segment files by hand). */
