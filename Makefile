@@ -12,7 +12,13 @@ CC ?= cc
 PKGS = libevent libevent_pthreads jansson sqlite3 libprotobuf-c libzstd libmosquitto libcrypto
 
 SAN ?=
-ifeq ($(SAN),1)
+FUZZ ?=
+ifeq ($(FUZZ),1)
+# libFuzzer builds (clang): the library is instrumented for coverage too.
+SANFLAGS = -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+OPT = -O1
+else ifeq ($(SAN),1)
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 OPT = -O1
 else
@@ -37,7 +43,7 @@ TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all check unit e2e check-asan demo bench fuzz deps clean format
+.PHONY: all check unit e2e check-asan demo bench fuzz fuzz-run deps clean format
 # Keep test and bench objects between runs instead of rebuilding them.
 .SECONDARY:
 all: $(BUILD)/domicile
@@ -90,13 +96,21 @@ bench: $(BUILD)/domicile $(BENCH_BIN)
 
 FUZZ_SECONDS ?= 20
 FUZZ_SRC = $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN = $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/%: fuzz/%.c $(BUILD)/libdomicile.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libdomicile.a $(LDLIBS)
+
+# Each target runs FUZZ_SECONDS from its seeds in fuzz/corpus/ (if any);
+# what it finds new goes to $(BUILD)/corpus/, crashes to $(BUILD)/.
 fuzz:
-	$(MAKE) BUILD=build-fuzz CC=clang SAN=1 build-fuzz/libdomicile.a
-	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang $(CFLAGS_BASE:$(BUILD)=build-fuzz) $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	    $$f build-fuzz/libdomicile.a $(LDLIBS) -o build-fuzz/$$n; \
-	  mkdir -p build-fuzz/corpus-$$n; \
-	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$n fuzz/corpus/$$n 2>&1 | tail -2; done
+	$(MAKE) BUILD=build-fuzz CC=clang FUZZ=1 fuzz-run
+
+fuzz-run: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+	  mkdir -p $(BUILD)/corpus/$$n fuzz/corpus/$$n; echo "== $$n"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/ \
+	    $(BUILD)/corpus/$$n fuzz/corpus/$$n 2>&1 | tail -1; done
 
 format:
 	clang-format -i $$(find src tests bench fuzz -name '*.[ch]')
