@@ -81,13 +81,15 @@ unit: $(TEST_BIN)
 e2e: $(BUILD)/domicile
 	DOMICILE=$(abspath $(BUILD)/domicile) tests/e2e/run.sh
 
-check: unit e2e
+# The tests need packages too: install what is missing first (a no-op when
+# everything is there).
+check: deps
+	$(MAKE) unit e2e
 
-check-asan:
-	$(MAKE) BUILD=build-asan SAN=1 check
+check-asan: deps
+	$(MAKE) BUILD=build-asan SAN=1 unit e2e
 
-demo:
-	scripts/install-deps.sh
+demo: deps
 	$(MAKE) $(BUILD)/domicile
 	DOMICILE=$(abspath $(BUILD)/domicile) scripts/demo.sh
 

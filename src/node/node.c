@@ -268,6 +268,12 @@ static void on_flush(void *arg, const struct engine_flush_report *report)
 	node_metrics_flush(&node->metrics, report);
 }
 
+static void on_block(void *arg, size_t samples, size_t bytes)
+{
+	struct node *node = arg;
+	node_metrics_block(&node->metrics, samples, bytes);
+}
+
 static void on_commit(void *arg, size_t records, size_t bytes, uint64_t fsync_ns)
 {
 	struct node *node = arg;
@@ -349,6 +355,7 @@ int node_main(int argc, char **argv)
 			.flush_interval_ms = node.config.flush_interval_ms,
 			.on_ack = on_ack,
 			.on_flush = on_flush,
+			.on_block = on_block,
 			.on_commit = on_commit,
 			.arg = &node,
 		};

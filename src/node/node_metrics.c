@@ -21,6 +21,9 @@ static const char *const routes[] = {
 static const double puback_buckets[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02,
 					0.03,   0.05,  0.1,   0.25,  0.5,  1,     2.5,  10};
 
+/* Sizes of blocks, in bytes and in samples: powers of four. */
+static const double size_buckets[] = {64, 256, 1024, 4096, 16384, 65536, 262144, 1048576};
+
 /* Records per group commit: 1 to 4096, in powers of two. */
 static const double commit_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
 
@@ -98,6 +101,14 @@ int node_metrics_init(struct node_metrics *m)
 				       "Records made durable by one fsync.", commit_buckets,
 				       sizeof commit_buckets / sizeof *commit_buckets,
 				       &m->batch_records_per_commit);
+	if (rc == DM_OK)
+		rc = metrics_histogram(r, "domicile_block_bytes", "Size of each block written.",
+				       size_buckets, sizeof size_buckets / sizeof *size_buckets,
+				       &m->block_bytes_hist);
+	if (rc == DM_OK)
+		rc = metrics_histogram(r, "domicile_block_samples", "Samples in each block written.",
+				       size_buckets, sizeof size_buckets / sizeof *size_buckets,
+				       &m->block_samples_hist);
 	GAUGE(connections_open, "domicile_mqtt_connections_open", "MQTT connections open now.");
 	GAUGE(connections_total, "domicile_mqtt_connections_accepted",
 	      "MQTT connections accepted since start.");
@@ -174,6 +185,12 @@ void node_metrics_flush(struct node_metrics *m, const struct engine_flush_report
 	metrics_counter_add(m->blocks_written, report->blocks);
 	metrics_counter_add(m->block_bytes_written, report->block_bytes);
 	metrics_histogram_observe_ns(m->flush_seconds, report->duration_ns);
+}
+
+void node_metrics_block(struct node_metrics *m, size_t samples, size_t bytes)
+{
+	metrics_histogram_observe(m->block_bytes_hist, (double)bytes);
+	metrics_histogram_observe(m->block_samples_hist, (double)samples);
 }
 
 void node_metrics_http_request(struct node_metrics *m, const char *route)

@@ -41,6 +41,7 @@ struct node_metrics {
 	struct metrics_counter *flushes, *flush_failures, *blocks_written, *block_bytes_written;
 	struct metrics_histogram *fsync_seconds, *puback_seconds, *flush_seconds;
 	struct metrics_histogram *batch_records_per_commit;
+	struct metrics_histogram *block_bytes_hist, *block_samples_hist;
 	struct metrics_gauge *connections_open, *connections_total, *mqtt_bytes_in,
 		*mqtt_bytes_out, *protocol_errors, *vehicles, *blocks, *block_bytes,
 		*stored_samples, *memtable_samples, *wal_pending_bytes, *wal_failed;
@@ -56,6 +57,7 @@ void node_metrics_accepted_batch(struct node_metrics *m, size_t samples, size_t 
 void node_metrics_puback_latency(struct node_metrics *m, uint64_t ns);
 void node_metrics_commit(struct node_metrics *m, size_t records, size_t bytes, uint64_t fsync_ns);
 void node_metrics_flush(struct node_metrics *m, const struct engine_flush_report *report);
+void node_metrics_block(struct node_metrics *m, size_t samples, size_t bytes);
 void node_metrics_http_request(struct node_metrics *m, const char *route);
 
 /* The Prometheus text of everything, appended to out. */

@@ -356,6 +356,8 @@ static int flush_series(void *arg, const struct memtable_series *series)
 			return rc;
 		job->report.blocks++;
 		job->report.block_bytes += job->block.len;
+		if (job->engine->opt.on_block)
+			job->engine->opt.on_block(job->engine->opt.arg, end - start, job->block.len);
 		job->report.samples += end - start;
 		start = end;
 	}

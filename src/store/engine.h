@@ -59,6 +59,8 @@ struct engine_options {
 	size_t block_max_samples;             /* 0: 65536 */
 	engine_ack_cb on_ack;
 	void (*on_flush)(void *arg, const struct engine_flush_report *report);
+	/* Called on the flush thread for every block written, for metrics. */
+	void (*on_block)(void *arg, size_t samples, size_t bytes);
 	void (*on_commit)(void *arg, size_t records, size_t bytes, uint64_t fsync_ns);
 	void *arg;
 };
