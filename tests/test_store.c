@@ -196,6 +196,7 @@ static void count_ack(void *arg, const struct engine_ack *ack, int status)
 static void harness_open(struct harness *h, unsigned flush_ms)
 {
 	struct engine_options options = {
+		.jurisdiction = "CN",
 		.data_dir = h->dir,
 		.catalog = catalog,
 		.flush_interval_ms = flush_ms,
@@ -270,7 +271,8 @@ static struct fleet_vehicle *register_one(struct harness *h)
 {
 	char secret[64];
 	struct fleet_vehicle *v;
-	assert_int_equal(engine_register(h->engine, VIN, "CN", "test", secret, sizeof secret, &v),
+	assert_int_equal(engine_register(h->engine, VIN, "CN", "cn-test-1", "test", secret, sizeof secret,
+					 &v),
 			 DM_OK);
 	assert_true(strlen(secret) >= 40);
 	assert_string_not_equal(v->record.secret_hash, secret);
@@ -395,8 +397,35 @@ static void test_engine_refuses_a_second_registration_of_a_vin(void **state)
 	register_one(h);
 	char secret[64];
 	struct fleet_vehicle *v;
-	assert_int_equal(engine_register(h->engine, VIN, "CN", "test", secret, sizeof secret, &v),
+	assert_int_equal(engine_register(h->engine, VIN, "CN", "cn-test-1", "test", secret, sizeof secret,
+					 &v),
 			 DM_ERR_EXISTS);
+}
+
+static void test_engine_refuses_to_store_anything_of_a_foreign_vehicle(void **state)
+{
+	struct harness *h = *state;
+	harness_open(h, 3600000);
+	char secret[64];
+	struct fleet_vehicle *v;
+	/* Registration for another home is refused by the store itself. */
+	assert_int_equal(engine_register(h->engine, VIN, "DE", "de-test-1", "test", secret,
+					 sizeof secret, &v),
+			 DM_ERR_DENIED);
+	assert_null(fleet_by_vin(engine_fleet(h->engine), VIN, 17));
+	/* A foreign vehicle that got into the fleet anyway (a bug above the
+	 * store) still cannot have a batch written. */
+	struct db_vehicle foreign = {.id = 999, .home = "DE"};
+	snprintf(foreign.vin, sizeof foreign.vin, "%s", "WVWZZZ1J93W386752");
+	assert_int_equal(fleet_add(engine_fleet(h->engine), &foreign, &v), DM_OK);
+	assert_int_equal(ingest_speeds(h, v, 1, 1732400000000, 3, 1), DM_ERR_DENIED);
+	harness_close(h);
+	/* Nothing reached the log: a restart replays nothing. */
+	harness_open(h, 3600000);
+	struct engine_stats stats;
+	engine_stats(h->engine, &stats);
+	assert_int_equal(stats.memtable_samples, 0);
+	assert_int_equal(stats.db.samples, 0);
 }
 
 int main(void)
@@ -421,6 +450,9 @@ int main(void)
 			harness_setup, harness_teardown),
 		cmocka_unit_test_setup_teardown(test_engine_refuses_a_second_registration_of_a_vin,
 						harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_engine_refuses_to_store_anything_of_a_foreign_vehicle, harness_setup,
+			harness_teardown),
 	};
 	return cmocka_run_group_tests(tests, load_catalog, free_catalog);
 }

@@ -166,8 +166,9 @@ static struct fleet_vehicle *path_vehicle(struct call *call, const char *vin, si
 
 static json_t *vehicle_json(const struct fleet_vehicle *vehicle)
 {
-	return json_pack("{s:s, s:s, s:s, s:I}", "vin", vehicle->record.vin, "home",
-			 vehicle->record.home, "model", vehicle->record.model, "registered_ms",
+	return json_pack("{s:s, s:s, s:s, s:s, s:I}", "vin", vehicle->record.vin, "home",
+			 vehicle->record.home, "home_site", vehicle->record.home_site, "model",
+			 vehicle->record.model, "registered_ms",
 			 (json_int_t)vehicle->record.created_ms);
 }
 
@@ -259,8 +260,8 @@ static void post_vehicle(struct call *call)
 	} else {
 		char secret[64];
 		struct fleet_vehicle *vehicle;
-		int rc = engine_register(call->api->opt.engine, vin, home, model, secret,
-					 sizeof secret, &vehicle);
+		int rc = engine_register(call->api->opt.engine, vin, home, call->api->opt.site,
+					 model, secret, sizeof secret, &vehicle);
 		if (rc == DM_ERR_EXISTS) {
 			reply_error(call, 409, "vehicle %s is already registered", vin);
 		} else if (rc) {

@@ -349,6 +349,7 @@ int node_main(int argc, char **argv)
 		rc = payload_decoder_new(node.catalog, &limits, &node.decoder);
 	if (rc == DM_OK) {
 		struct engine_options eo = {
+			.jurisdiction = node.config.jurisdiction,
 			.data_dir = node.config.data_dir,
 			.catalog = node.catalog,
 			.limits = &limits,

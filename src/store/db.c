@@ -2,8 +2,8 @@
  * db.c — SQLite schema and statements.
  *
  * Schema (version 1, in table meta under 'schema_version'):
- *   vehicles(id INTEGER PRIMARY KEY, vin TEXT UNIQUE, home TEXT, model TEXT,
- *            secret_hash TEXT, created_ms INTEGER)
+ *   vehicles(id INTEGER PRIMARY KEY, vin TEXT UNIQUE, home TEXT, home_site TEXT,
+ *            model TEXT, secret_hash TEXT, created_ms INTEGER)
  *   blocks(vehicle_id, signal TEXT, t_min, t_max, count, flush_gen, data BLOB)
  *            indexed by (vehicle_id, signal, t_min)
  *   batches(vehicle_id, seq) primary key: every batch whose samples are in
@@ -43,12 +43,12 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
-	[ST_VEHICLE_INSERT] = "INSERT INTO vehicles(vin, home, model, secret_hash, created_ms) "
-			      "VALUES(?, ?, ?, ?, ?)",
-	[ST_VEHICLE_GET] = "SELECT id, vin, home, model, secret_hash, created_ms FROM vehicles "
-			   "WHERE vin = ?",
-	[ST_VEHICLE_ALL] = "SELECT id, vin, home, model, secret_hash, created_ms FROM vehicles "
-			   "ORDER BY id",
+	[ST_VEHICLE_INSERT] = "INSERT INTO vehicles(vin, home, home_site, model, secret_hash, "
+			      "created_ms) VALUES(?, ?, ?, ?, ?, ?)",
+	[ST_VEHICLE_GET] = "SELECT id, vin, home, home_site, model, secret_hash, created_ms "
+			   "FROM vehicles WHERE vin = ?",
+	[ST_VEHICLE_ALL] = "SELECT id, vin, home, home_site, model, secret_hash, created_ms "
+			   "FROM vehicles ORDER BY id",
 	[ST_BLOCK_INSERT] = "INSERT INTO blocks(vehicle_id, signal, t_min, t_max, count, "
 			    "flush_gen, data) VALUES(?, ?, ?, ?, ?, ?, ?)",
 	[ST_BATCH_INSERT] = "INSERT OR IGNORE INTO batches(vehicle_id, seq) VALUES(?, ?)",
@@ -68,7 +68,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS vehicles(id INTEGER PRIMARY KEY, vin TEXT UNIQUE NOT NULL,"
-	" home TEXT NOT NULL, model TEXT NOT NULL, secret_hash TEXT NOT NULL,"
+	" home TEXT NOT NULL, home_site TEXT NOT NULL, model TEXT NOT NULL,"
+	" secret_hash TEXT NOT NULL,"
 	" created_ms INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS blocks(vehicle_id INTEGER NOT NULL, signal TEXT NOT NULL,"
 	" t_min INTEGER NOT NULL, t_max INTEGER NOT NULL, count INTEGER NOT NULL,"
@@ -166,9 +167,10 @@ static void read_vehicle(sqlite3_stmt *stmt, struct db_vehicle *v)
 	v->id = (uint32_t)sqlite3_column_int64(stmt, 0);
 	copy_text(v->vin, sizeof v->vin, sqlite3_column_text(stmt, 1));
 	copy_text(v->home, sizeof v->home, sqlite3_column_text(stmt, 2));
-	copy_text(v->model, sizeof v->model, sqlite3_column_text(stmt, 3));
-	copy_text(v->secret_hash, sizeof v->secret_hash, sqlite3_column_text(stmt, 4));
-	v->created_ms = sqlite3_column_int64(stmt, 5);
+	copy_text(v->home_site, sizeof v->home_site, sqlite3_column_text(stmt, 3));
+	copy_text(v->model, sizeof v->model, sqlite3_column_text(stmt, 4));
+	copy_text(v->secret_hash, sizeof v->secret_hash, sqlite3_column_text(stmt, 5));
+	v->created_ms = sqlite3_column_int64(stmt, 6);
 }
 
 int db_vehicle_insert(struct db *db, struct db_vehicle *v)
@@ -176,9 +178,10 @@ int db_vehicle_insert(struct db *db, struct db_vehicle *v)
 	sqlite3_stmt *stmt = use(db, ST_VEHICLE_INSERT);
 	sqlite3_bind_text(stmt, 1, v->vin, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 2, v->home, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, v->model, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 4, v->secret_hash, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 5, v->created_ms);
+	sqlite3_bind_text(stmt, 3, v->home_site, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 4, v->model, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 5, v->secret_hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 6, v->created_ms);
 	int rc = step_done(db, stmt, "insert vehicle");
 	if (rc == DM_OK)
 		v->id = (uint32_t)sqlite3_last_insert_rowid(db->conn);

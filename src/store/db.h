@@ -22,6 +22,7 @@ struct db_vehicle {
 	uint32_t id;
 	char vin[18];
 	char home[3];
+	char home_site[64]; /* the site of its home jurisdiction that keeps its data */
 	char model[65];
 	char secret_hash[128];
 	int64_t created_ms;
@@ -37,7 +38,7 @@ struct db_stats {
 int db_open(const char *path, struct db **out);
 void db_close(struct db *db); /* accepts NULL */
 
-/* Inserts v (vin, home, model, secret_hash, created_ms) and sets v->id.
+/* Inserts v (vin, home, home_site, model, secret_hash, created_ms), sets v->id.
  * DM_ERR_EXISTS when the VIN is registered already. */
 int db_vehicle_insert(struct db *db, struct db_vehicle *v);
 int db_vehicle_get(struct db *db, const char *vin, struct db_vehicle *out);

@@ -192,10 +192,24 @@ static void on_durable(void *arg, void *const *cookies, size_t count, int status
 	}
 }
 
+/* Residency's last line of defence: nothing of a vehicle whose home is
+ * another jurisdiction is written, whatever the caller checked. */
+static int home_here(const struct engine *engine, const char *home)
+{
+	if (strcmp(home, engine->opt.jurisdiction) == 0)
+		return 1;
+	dm_error("store: refused to write data of a vehicle whose home is %s (this site "
+		 "serves %s)",
+		 home, engine->opt.jurisdiction);
+	return 0;
+}
+
 int engine_ingest(struct engine *engine, struct fleet_vehicle *vehicle, const uint8_t *payload,
 		  size_t payload_len, enum payload_format format, const struct payload_batch *batch,
 		  const struct engine_ack *ack)
 {
+	if (!home_here(engine, vehicle->record.home))
+		return DM_ERR_DENIED;
 	if (batch_seen(engine, vehicle, batch->seq))
 		return DM_ERR_EXISTS;
 
@@ -828,15 +842,19 @@ void engine_series_free(struct engine_series *series)
 
 /* ---- registration and accessors ---- */
 
-int engine_register(struct engine *engine, const char *vin, const char *home, const char *model,
-		    char *secret, size_t secret_len, struct fleet_vehicle **out)
+int engine_register(struct engine *engine, const char *vin, const char *home,
+		    const char *home_site, const char *model, char *secret, size_t secret_len,
+		    struct fleet_vehicle **out)
 {
 	*out = NULL;
+	if (!home_here(engine, home))
+		return DM_ERR_DENIED;
 	if (fleet_by_vin(engine->fleet, vin, strlen(vin)))
 		return DM_ERR_EXISTS;
 	struct db_vehicle record = {0};
 	snprintf(record.vin, sizeof record.vin, "%s", vin);
 	snprintf(record.home, sizeof record.home, "%s", home);
+	snprintf(record.home_site, sizeof record.home_site, "%s", home_site);
 	snprintf(record.model, sizeof record.model, "%s", model);
 	record.created_ms = dm_now_ms();
 	int rc = secret_generate(secret, secret_len);

@@ -52,6 +52,7 @@ struct engine_flush_report {
 };
 
 struct engine_options {
+	const char *jurisdiction; /* the node's: the only home the store accepts */
 	const char *data_dir;
 	const struct catalog *catalog;        /* borrowed, must outlive the engine */
 	const struct payload_limits *limits;  /* for replay; NULL: defaults */
@@ -81,6 +82,7 @@ void engine_close(struct engine *engine);
  *   DM_OK          the ack will come through on_ack once durable;
  *   DM_ERR_EXISTS  this (vehicle, seq) is already stored: acknowledge now;
  *   DM_ERR_STATE   the log is in its error state: do not acknowledge;
+ *   DM_ERR_DENIED  the vehicle's home is not the node's jurisdiction;
  *   other errors   nothing was queued.
  */
 int engine_ingest(struct engine *engine, struct fleet_vehicle *vehicle, const uint8_t *payload,
@@ -89,9 +91,12 @@ int engine_ingest(struct engine *engine, struct fleet_vehicle *vehicle, const ui
 
 /* Registers a vehicle. On success *out is the fleet's entry and secret (at
  * least 44 bytes) holds the MQTT secret, which is stored only as a hash.
- * DM_ERR_EXISTS when the VIN is registered. */
-int engine_register(struct engine *engine, const char *vin, const char *home, const char *model,
-		    char *secret, size_t secret_len, struct fleet_vehicle **out);
+ * DM_ERR_EXISTS when the VIN is registered; DM_ERR_DENIED when home is not
+ * the node's jurisdiction: the store's own last line of defence for
+ * residency, whatever the caller above it checked. */
+int engine_register(struct engine *engine, const char *vin, const char *home,
+		    const char *home_site, const char *model, char *secret, size_t secret_len,
+		    struct fleet_vehicle **out);
 
 struct fleet *engine_fleet(struct engine *engine);
 
