@@ -6,6 +6,7 @@
 
 #include "agent/agent.h"
 #include "node/node.h"
+#include "residency/command.h"
 
 #ifndef DM_VERSION
 #define DM_VERSION "0.1.0"
@@ -18,6 +19,7 @@ static int usage(FILE *out)
 		     "commands:\n"
 		     "  node -c FILE     run a site's node (MQTT ingest, store, HTTP API)\n"
 		     "  agent [OPTIONS]  run simulated vehicles against a node (--help)\n"
+		     "  residency report print a node's residency report (--help)\n"
 		     "  version          print the version\n");
 	return out == stderr ? 2 : 0;
 }
@@ -31,6 +33,8 @@ int main(int argc, char **argv)
 		return node_main(argc - 1, argv + 1);
 	if (strcmp(command, "agent") == 0)
 		return agent_main(argc - 1, argv + 1);
+	if (strcmp(command, "residency") == 0)
+		return residency_main(argc - 1, argv + 1);
 	if (strcmp(command, "version") == 0) {
 		printf("domicile %s\n", DM_VERSION);
 		return 0;

@@ -356,6 +356,16 @@ static void get_latest(struct call *call, const char *vin, size_t len)
 	reply_json(call, 200, json_pack("{s:s, s:o}", "vin", vehicle->record.vin, "signals", signals));
 }
 
+static void get_residency_report(struct call *call, const char *vin, size_t len)
+{
+	json_t *report = NULL;
+	int rc = call->api->opt.residency_report(call->api->opt.arg, &report);
+	if (rc)
+		reply_error(call, 500, "the residency report failed: %s", dm_strerror(rc));
+	else
+		reply_json(call, 200, report);
+}
+
 /* ---- routing ---- */
 
 /* Every route, in one table: its pattern ("{vin}" matches one path segment),
@@ -379,6 +389,7 @@ static const struct route routes[] = {
 	{"/v1/vehicles/{vin}", EVHTTP_REQ_GET, 1, get_vehicle},
 	{"/v1/vehicles/{vin}/samples", EVHTTP_REQ_GET, 1, get_samples},
 	{"/v1/vehicles/{vin}/latest", EVHTTP_REQ_GET, 1, get_latest},
+	{"/v1/residency/report", EVHTTP_REQ_GET, 1, get_residency_report},
 };
 
 /* Whether path matches pattern; a "{vin}" segment is handed back. */

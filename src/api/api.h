@@ -10,6 +10,7 @@
 #ifndef DM_API_H
 #define DM_API_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "util/buf.h"
@@ -24,6 +25,9 @@ struct api_options {
 	const char *site;
 	const char *admin_token_hash; /* secret_hash() form */
 	size_t max_query_samples;    /* default 100000 */
+	/* Builds the residency report for GET /v1/residency/report (a new
+	 * reference the API releases). */
+	int (*residency_report)(void *arg, json_t **out);
 	/* Writes the Prometheus text for GET /metrics. */
 	void (*render_metrics)(void *arg, struct dm_buf *out);
 	/* Counts each request by route and status. May be NULL. */

@@ -29,6 +29,7 @@
 #include "ingest/payload.h"
 #include "mqtt/server.h"
 #include "node/node_metrics.h"
+#include "residency/report.h"
 #include "store/engine.h"
 #include "util/clock.h"
 #include "util/config.h"
@@ -49,6 +50,7 @@ struct node {
 	struct node_metrics metrics;
 	char admin_hash[128];
 	struct event *sigterm, *sigint;
+	struct foreign_tally foreign;
 };
 
 /* ---- MQTT hooks ---- */
@@ -256,6 +258,13 @@ static void render_metrics(void *arg, struct dm_buf *out)
 	node_metrics_render(&node->metrics, &mqtt, &store, out);
 }
 
+static int residency_report(void *arg, json_t **out)
+{
+	struct node *node = arg;
+	return residency_report_build(node->engine, node->config.jurisdiction, node->config.site,
+				      &node->foreign, out);
+}
+
 static void observe_request(void *arg, const char *route, int status)
 {
 	struct node *node = arg;
@@ -382,6 +391,7 @@ int node_main(int argc, char **argv)
 			.site = node.config.site,
 			.admin_token_hash = node.admin_hash,
 			.render_metrics = render_metrics,
+			.residency_report = residency_report,
 			.observe = observe_request,
 			.arg = &node,
 		};

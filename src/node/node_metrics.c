@@ -13,7 +13,8 @@ static const char *const connection_reasons[] = {
 	"other", NULL};
 static const char *const routes[] = {
 	"/v1/health", "/metrics", "/v1/vehicles", "/v1/vehicles/{vin}",
-	"/v1/vehicles/{vin}/samples", "/v1/vehicles/{vin}/latest", "unauthorized", "unknown",
+	"/v1/vehicles/{vin}/samples", "/v1/vehicles/{vin}/latest", "/v1/residency/report",
+	"unauthorized", "unknown",
 	"other", NULL};
 
 /* PUBACK latency in seconds: fine around the 20 ms that a vehicle's

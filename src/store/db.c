@@ -379,3 +379,36 @@ int db_meta_set(struct db *db, const char *key, const char *value)
 	sqlite3_bind_text(stmt, 2, value, -1, SQLITE_STATIC);
 	return step_done(db, stmt, "write setting");
 }
+
+int db_residency_scan(struct db *db, int (*fn)(void *arg, const struct db_home_totals *totals),
+		      void *arg, uint64_t *orphan_blocks)
+{
+	static const char by_home[] =
+		"SELECT v.home, COUNT(DISTINCT v.id), COUNT(b.vehicle_id), "
+		"COALESCE(SUM(b.count), 0), COALESCE(SUM(length(b.data)), 0) "
+		"FROM vehicles v LEFT JOIN blocks b ON b.vehicle_id = v.id GROUP BY v.home";
+	sqlite3_stmt *stmt;
+	if (sqlite3_prepare_v2(db->conn, by_home, -1, &stmt, NULL) != SQLITE_OK)
+		return db_fail(db, "residency scan");
+	int rc;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct db_home_totals totals = {0};
+		copy_text(totals.home, sizeof totals.home, sqlite3_column_text(stmt, 0));
+		totals.vehicles = (uint64_t)sqlite3_column_int64(stmt, 1);
+		totals.blocks = (uint64_t)sqlite3_column_int64(stmt, 2);
+		totals.samples = (uint64_t)sqlite3_column_int64(stmt, 3);
+		totals.bytes = (uint64_t)sqlite3_column_int64(stmt, 4);
+		int status = fn(arg, &totals);
+		if (status) {
+			sqlite3_finalize(stmt);
+			return status;
+		}
+	}
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE)
+		return db_fail(db, "residency scan");
+	return count_query(db,
+			   "SELECT COUNT(*), 0 FROM blocks WHERE vehicle_id NOT IN "
+			   "(SELECT id FROM vehicles)",
+			   orphan_blocks, NULL);
+}

@@ -72,6 +72,17 @@ int db_block_newest(struct db *db, uint32_t vehicle_id, const char *signal, uint
 
 int db_stats(struct db *db, struct db_stats *out);
 
+/* What the store holds per home jurisdiction, for the residency report's
+ * self-check: a full scan of vehicles and blocks, so call it rarely. */
+struct db_home_totals {
+	char home[3];
+	uint64_t vehicles, blocks, samples, bytes;
+};
+/* Calls fn once per home found in the vehicles table; *orphan_blocks is the
+ * number of blocks whose vehicle is not in the vehicles table. */
+int db_residency_scan(struct db *db, int (*fn)(void *arg, const struct db_home_totals *totals),
+		      void *arg, uint64_t *orphan_blocks);
+
 /* Small settings (the admin token's hash): get copies into out. */
 int db_meta_get(struct db *db, const char *key, char *out, size_t out_len);
 int db_meta_set(struct db *db, const char *key, const char *value);

@@ -876,6 +876,13 @@ struct fleet *engine_fleet(struct engine *engine) { return engine->fleet; }
 
 const struct catalog *engine_catalog(const struct engine *engine) { return engine->catalog; }
 
+int engine_residency_scan(struct engine *engine,
+			  int (*fn)(void *arg, const struct db_home_totals *totals), void *arg,
+			  uint64_t *orphan_blocks)
+{
+	return db_residency_scan(engine->db, fn, arg, orphan_blocks);
+}
+
 int engine_setting_get(struct engine *engine, const char *key, char *out, size_t out_len)
 {
 	return db_meta_get(engine->db, key, out, out_len);

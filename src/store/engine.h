@@ -100,6 +100,11 @@ int engine_register(struct engine *engine, const char *vin, const char *home,
 
 struct fleet *engine_fleet(struct engine *engine);
 
+/* The residency self-check's scan of the store (see db_residency_scan). */
+int engine_residency_scan(struct engine *engine,
+			  int (*fn)(void *arg, const struct db_home_totals *totals), void *arg,
+			  uint64_t *orphan_blocks);
+
 /* Small durable settings (the admin token's hash), copied into out. */
 int engine_setting_get(struct engine *engine, const char *key, char *out, size_t out_len);
 int engine_setting_set(struct engine *engine, const char *key, const char *value);
