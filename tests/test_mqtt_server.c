@@ -598,6 +598,79 @@ static void test_server_drops_a_connection_that_never_sends_connect(void **state
 	assert_int_equal(fx.connects, 0);
 }
 
+/* A CONNECT of n bytes in all: the password pads it to size. */
+static void send_connect_of_size(struct client *c, size_t total)
+{
+	static char password[9000];
+	struct mqtt_connect msg = {.protocol_version = c->version, .clean_start = true};
+	msg.client_id.ptr = "VIN0030";
+	msg.client_id.len = 7;
+	msg.username = msg.client_id;
+	struct dm_buf buf = {0};
+	assert_int_equal(mqtt_encode_connect(&buf, &msg), DM_OK);
+	size_t bare = buf.len; /* without a password: grows by 2 + len, plus a length byte */
+	dm_buf_free(&buf);
+	size_t len = total - bare - 3;
+	memset(password, 'p', len);
+	msg.password.ptr = (const uint8_t *)password;
+	msg.password.len = len;
+	assert_int_equal(mqtt_encode_connect(&buf, &msg), DM_OK);
+	assert_int_equal(buf.len, total);
+	client_send_buf(c, &buf);
+	dm_buf_free(&buf);
+}
+
+static void test_server_limits_what_a_peer_may_send_before_connect_to_8_kib(void **state)
+{
+	teardown(state);
+	struct mqtt_server_options options = {.max_packet_size = 65536};
+	assert_int_equal(start_server(&options), 0);
+	/* At the limit the CONNECT is read and answered (here: refused, for
+	 * its password); one byte more and it is not read at all. */
+	struct client *c = client_open(MQTT_V311);
+	send_connect_of_size(c, 8192);
+	assert_int_equal(client_recv(c, WAIT_MS), 1);
+	assert_int_equal(c->frame.type, MQTT_CONNACK);
+	client_close(c);
+	c = client_open(MQTT_V311);
+	send_connect_of_size(c, 8193);
+	expect_closed(c);
+	client_close(c);
+}
+
+static void test_server_closes_connections_beyond_its_maximum(void **state)
+{
+	teardown(state);
+	struct mqtt_server_options options = {.max_connections = 2};
+	assert_int_equal(start_server(&options), 0);
+	struct client *a = connected_client(MQTT_V5, "VIN0031", 60);
+	struct client *b = connected_client(MQTT_V5, "VIN0032", 60);
+	struct client *c = client_open(MQTT_V5);
+	expect_closed(c);
+	client_close(c);
+	client_close(a);
+	pump_until(&fx.closes, 1);
+	c = connected_client(MQTT_V5, "VIN0033", 60);
+	client_close(b);
+	client_close(c);
+}
+
+static void test_server_gives_a_v5_client_without_keep_alive_the_server_maximum(void **state)
+{
+	teardown(state);
+	struct mqtt_server_options options = {.max_keep_alive = 1};
+	assert_int_equal(start_server(&options), 0);
+	struct client *c = client_open(MQTT_V5);
+	send_connect(c, "VIN0034", "VIN0034", "secret", 0);
+	struct mqtt_connack ack;
+	expect_connack(c, MQTT_RC_SUCCESS, &ack);
+	assert_int_equal(ack.server_keep_alive, 1);
+	/* ... and holds it to it: silence ends the session. */
+	assert_int_equal(client_recv(c, 3000), 1);
+	assert_int_equal(c->frame.type, MQTT_DISCONNECT);
+	client_close(c);
+}
+
 static void subscribe_one(struct client *c, uint16_t packet_id, const char *filter,
                           uint8_t expected)
 {
@@ -748,6 +821,9 @@ int main(void)
 	    CASE(test_server_expires_a_silent_client_after_one_and_a_half_keep_alives),
 	    CASE(test_server_keeps_a_client_that_pings_in_time),
 	    CASE(test_server_drops_a_connection_that_never_sends_connect),
+	    CASE(test_server_limits_what_a_peer_may_send_before_connect_to_8_kib),
+	    CASE(test_server_closes_connections_beyond_its_maximum),
+	    CASE(test_server_gives_a_v5_client_without_keep_alive_the_server_maximum),
 	    CASE(test_server_delivers_policy_messages_to_exact_subscribers),
 	    CASE(test_server_says_goodbye_with_0x8b_when_freed),
 	    CASE(test_server_disconnect_call_closes_a_v5_session_with_its_reason),

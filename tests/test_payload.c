@@ -186,27 +186,34 @@ static void test_payload_json_encoding_is_the_documented_form(void **state)
 	dm_buf_free(&buf);
 }
 
-static void test_payload_round_trips_the_largest_seq_in_protobuf(void **state)
+static void test_payload_round_trips_the_largest_seq_and_refuses_one_more(void **state)
 {
 	struct sample one = float_sample("Vehicle.Speed", NOW_MS, 1);
-	struct payload_batch want = {.seq = UINT64_MAX, .count = 1, .samples = &one};
-	struct dm_buf buf = {0};
-	assert_int_equal(payload_encode(catalog, &want, PAYLOAD_PROTOBUF, &buf), DM_OK);
+	struct payload_batch want = {.seq = INT64_MAX, .count = 1, .samples = &one};
 	struct payload_decoder *decoder = new_decoder(10, DEFAULT_FUTURE_MS);
 	struct payload_batch got;
 	char reason[256];
-	assert_int_equal(decode(decoder, buf.data, buf.len, PAYLOAD_PROTOBUF, &got, reason), DM_OK);
-	assert_same_batch(&want, &got);
-	/* jansson reads integers as long long: JSON cannot carry it, so the
-	 * encoder says so instead of writing what would not decode. */
+	struct dm_buf buf = {0};
+	for (int format = PAYLOAD_JSON; format <= PAYLOAD_PROTOBUF; format++) {
+		dm_buf_reset(&buf);
+		assert_int_equal(payload_encode(catalog, &want, format, &buf), DM_OK);
+		assert_int_equal(decode(decoder, buf.data, buf.len, format, &got, reason), DM_OK);
+		assert_same_batch(&want, &got);
+	}
+	/* One more: the encoder refuses, and a protobuf batch that carries it
+	 * anyway (built by hand here) is refused by the decoder. */
+	want.seq = (uint64_t)INT64_MAX + 1;
 	size_t len = buf.len;
-	assert_int_equal(payload_encode(catalog, &want, PAYLOAD_JSON, &buf), DM_ERR_INVALID);
+	assert_int_equal(payload_encode(catalog, &want, PAYLOAD_PROTOBUF, &buf), DM_ERR_INVALID);
 	assert_int_equal(buf.len, len);
-	want.seq = INT64_MAX;
-	dm_buf_reset(&buf);
-	assert_int_equal(payload_encode(catalog, &want, PAYLOAD_JSON, &buf), DM_OK);
-	assert_int_equal(decode(decoder, buf.data, buf.len, PAYLOAD_JSON, &got, reason), DM_OK);
-	assert_int_equal(got.seq, INT64_MAX);
+	assert_int_equal(payload_encode(catalog, &want, PAYLOAD_JSON, &buf), DM_ERR_INVALID);
+	static const uint8_t big_seq[] = {
+		0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, /* seq 2^63 */
+		0x12, 0x12, 0x08, 0xE8, 0x07, 0x12, 0x0D, 'V', 'e', 'h', 'i', 'c', 'l', 'e',
+		'.', 'S', 'p', 'e', 'e', 'd'};
+	assert_int_equal(decode(decoder, big_seq, sizeof big_seq, PAYLOAD_PROTOBUF, &got, reason),
+			 DM_ERR_MALFORMED);
+	assert_non_null(strstr(reason, "seq must be below 2^63"));
 	payload_decoder_free(decoder);
 	dm_buf_free(&buf);
 }
@@ -859,7 +866,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_payload_round_trips_every_type_through_json_and_protobuf),
 		cmocka_unit_test(test_payload_json_encoding_is_the_documented_form),
-		cmocka_unit_test(test_payload_round_trips_the_largest_seq_in_protobuf),
+		cmocka_unit_test(test_payload_round_trips_the_largest_seq_and_refuses_one_more),
 		cmocka_unit_test(test_payload_encode_refuses_what_it_cannot_write),
 		cmocka_unit_test(test_payload_detects_json_by_its_first_non_whitespace_byte),
 		cmocka_unit_test(test_payload_forced_format_overrides_detection),

@@ -304,8 +304,8 @@ static void get_samples(struct call *call, const char *vin, size_t len)
 	}
 	size_t max = call->api->opt.max_query_samples;
 	int64_t from, to, limit;
-	if (!query_int(call, "from", 0, 0, INT64_MAX, &from) ||
-	    !query_int(call, "to", INT64_MAX, 0, INT64_MAX, &to) ||
+	if (!query_int(call, "from", INT64_MIN, INT64_MIN, INT64_MAX, &from) ||
+	    !query_int(call, "to", INT64_MAX, INT64_MIN, INT64_MAX, &to) ||
 	    !query_int(call, "limit", (int64_t)max, 1, (int64_t)max, &limit))
 		return;
 	if (from > to) {

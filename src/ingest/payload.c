@@ -606,6 +606,10 @@ static int decode_pb(struct payload_decoder *decoder, const struct sample_rules 
 	}
 	if (msg->n_samples != count) /* ALWAYS: the scan saw what protobuf-c saw */
 		return refuse(reason, reason_len, DM_ERR_MALFORMED, "not a valid protobuf batch");
+	/* The JSON form cannot carry more, and the store keeps seqs as int64. */
+	if (msg->seq > INT64_MAX)
+		return refuse(reason, reason_len, DM_ERR_MALFORMED,
+			      "batch: seq must be below 2^63");
 	if (count == 0)
 		return refuse(reason, reason_len, DM_ERR_INVALID, "batch: no samples");
 	for (size_t k = 0; k < count; k++) {
@@ -759,9 +763,6 @@ static int encode_json_sample(const struct catalog *catalog, const struct sample
 static int encode_json(const struct catalog *catalog, const struct payload_batch *batch,
 		       struct dm_buf *out)
 {
-	/* JSON integers are read as int64: a larger seq would not decode. */
-	if (batch->seq > INT64_MAX)
-		return DM_ERR_INVALID;
 	/* A sample is about 70 bytes; one reservation saves most regrowth. */
 	int rc = dm_buf_reserve(out, 32 + batch->count * 72);
 	char num[32];
@@ -858,7 +859,10 @@ int payload_encode(const struct catalog *catalog, const struct payload_batch *ba
 {
 	size_t start = out->len;
 	int rc;
-	if (format == PAYLOAD_JSON)
+	/* Seqs are int64 in both forms' decoders and in the store. */
+	if (batch->seq > INT64_MAX)
+		rc = DM_ERR_INVALID;
+	else if (format == PAYLOAD_JSON)
 		rc = encode_json(catalog, batch, out);
 	else if (format == PAYLOAD_PROTOBUF)
 		rc = encode_pb(catalog, batch, out);

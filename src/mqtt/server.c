@@ -65,6 +65,11 @@
 #define DEFAULT_MAX_PACKET 262144
 #define DEFAULT_RECEIVE_MAXIMUM 256
 #define DEFAULT_CONNECT_TIMEOUT_S 10
+#define DEFAULT_MAX_KEEP_ALIVE 600
+#define DEFAULT_MAX_CONNECTIONS 100000
+/* A CONNECT carries a client id, a VIN and a secret: a few hundred bytes.
+ * Before authentication a peer may make the server buffer no more. */
+#define MAX_CONNECT_PACKET 8192
 /* Output queued to one client beyond which we stop reading from it ... */
 #define OUTPUT_PAUSE (1u << 20)
 /* ... and beyond which QoS 0 messages for it are dropped. */
@@ -535,10 +540,11 @@ static void handle_connect(struct conn *conn, const struct mqtt_frame *frame)
 
 	uint16_t keep_alive = connect.keep_alive;
 	bool keep_alive_changed = false;
-	if (server->options.max_keep_alive && conn->version == MQTT_V5 &&
-	    (keep_alive == 0 || keep_alive > server->options.max_keep_alive)) {
+	/* No session may idle for ever: an MQTT 5 client is told the server's
+	 * maximum; a 3.1.1 client cannot be told, and is closed after it. */
+	if (keep_alive == 0 || keep_alive > server->options.max_keep_alive) {
 		keep_alive = server->options.max_keep_alive;
-		keep_alive_changed = true;
+		keep_alive_changed = conn->version == MQTT_V5;
 	}
 
 	struct mqtt_connect_info info = {
@@ -890,12 +896,15 @@ static void process_input(struct conn *conn)
 		}
 		struct mqtt_frame frame;
 		size_t head = avail < 5 ? avail : 5;
-		int rc = mqtt_frame(evbuffer_pullup(input, (ev_ssize_t)head), head,
-		                    server->options.max_packet_size, &frame);
+		size_t limit = conn->state == AWAIT_CONNECT &&
+		                       server->options.max_packet_size > MAX_CONNECT_PACKET
+		                   ? MAX_CONNECT_PACKET
+		                   : server->options.max_packet_size;
+		int rc = mqtt_frame(evbuffer_pullup(input, (ev_ssize_t)head), head, limit, &frame);
 		if (rc == DM_NEED_MORE && frame.total_len && frame.total_len <= avail) {
 			size_t total = frame.total_len;
-			rc = mqtt_frame(evbuffer_pullup(input, (ev_ssize_t)total), total,
-			                server->options.max_packet_size, &frame);
+			rc = mqtt_frame(evbuffer_pullup(input, (ev_ssize_t)total), total, limit,
+			                &frame);
 		}
 		if (rc == DM_NEED_MORE) {
 			/* Wake up only when the whole packet can be there. */
@@ -993,6 +1002,11 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
                       int addr_len, void *arg)
 {
 	struct mqtt_server *server = arg;
+	if (server->stats.connections_open >= server->options.max_connections) {
+		server->stats.connections_refused++;
+		evutil_closesocket(fd);
+		return;
+	}
 	struct conn *conn = dm_calloc(1, sizeof *conn);
 	if (!conn) {
 		evutil_closesocket(fd);
@@ -1066,6 +1080,10 @@ int mqtt_server_new(struct event_base *base, const struct mqtt_server_options *o
 		server->options.receive_maximum = DEFAULT_RECEIVE_MAXIMUM;
 	if (!server->options.connect_timeout_s)
 		server->options.connect_timeout_s = DEFAULT_CONNECT_TIMEOUT_S;
+	if (!server->options.max_keep_alive)
+		server->options.max_keep_alive = DEFAULT_MAX_KEEP_ALIVE;
+	if (!server->options.max_connections)
+		server->options.max_connections = DEFAULT_MAX_CONNECTIONS;
 	if (hooks)
 		server->hooks = *hooks;
 	server->next_session_id = 1;

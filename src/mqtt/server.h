@@ -115,8 +115,10 @@ struct mqtt_server_hooks {
 struct mqtt_server_options {
 	size_t max_packet_size;     /* default 262144 */
 	uint16_t receive_maximum;   /* QoS 1 in flight per session; default 256 */
-	uint16_t max_keep_alive;    /* seconds; 0 = accept the client's */
+	uint16_t max_keep_alive;    /* seconds, for every session (a client's 0, "never",
+				     * included); default 600 */
 	unsigned connect_timeout_s; /* time allowed between accept and CONNECT; default 10 */
+	size_t max_connections;     /* open at once, beyond which accept closes; default 100000 */
 };
 
 struct mqtt_server_stats {

@@ -149,6 +149,14 @@ static void on_publish(void *arg, const struct mqtt_publish_info *info)
 			       "a vehicle may publish only to v/{its VIN}/telemetry");
 		return;
 	}
+	if (info->qos == 0) {
+		/* A batch the node cannot acknowledge can promise nothing, and
+		 * QoS 0 has no flow control: a vehicle could queue without bound. */
+		node_metrics_refused_batch(&node->metrics, "qos0");
+		refuse_publish(node, info, MQTT_RC_QOS_NOT_SUPPORTED,
+			       "telemetry must be published with QoS 1");
+		return;
+	}
 	enum payload_format format = publish_format(info);
 	struct payload_batch batch;
 	char reason[256];
@@ -162,18 +170,18 @@ static void on_publish(void *arg, const struct mqtt_publish_info *info)
 		refuse_publish(node, info, MQTT_RC_PAYLOAD_FORMAT_INVALID, reason);
 		return;
 	}
-	struct engine_ack ack = {info->session_id, info->qos ? info->packet_id : 0, received,
-				 batch.count, info->payload_len};
+	struct engine_ack ack = {
+		.session_id = info->session_id,
+		.packet_id = info->qos ? info->packet_id : 0,
+		.received_ns = received,
+		.samples = batch.count,
+		.bytes = info->payload_len,
+	};
 	rc = engine_ingest(node->engine, vehicle, info->payload, info->payload_len,
 			   format == PAYLOAD_AUTO ? payload_detect(info->payload, info->payload_len)
 						  : format,
 			   &batch, &ack);
-	if (rc == DM_ERR_EXISTS) {
-		node_metrics_duplicate_batch(&node->metrics);
-		if (info->qos)
-			mqtt_server_puback(node->mqtt, info->session_id, info->packet_id,
-					   MQTT_RC_SUCCESS, NULL);
-	} else if (rc) {
+	if (rc) {
 		/* Not stored, so not acknowledged: the vehicle keeps the batch and
 		 * sends it again later. */
 		dm_error("mqtt: batch of %s not taken: %s", vehicle->record.vin, dm_strerror(rc));
@@ -195,7 +203,10 @@ static void on_ack(void *arg, const struct engine_ack *ack, int status)
 {
 	struct node *node = arg;
 	if (status == DM_OK) {
-		node_metrics_accepted_batch(&node->metrics, ack->samples, ack->bytes);
+		if (ack->duplicate)
+			node_metrics_duplicate_batch(&node->metrics);
+		else
+			node_metrics_accepted_batch(&node->metrics, ack->samples, ack->bytes);
 		node_metrics_puback_latency(&node->metrics, dm_mono_ns() - ack->received_ns);
 		if (ack->packet_id && node->mqtt)
 			mqtt_server_puback(node->mqtt, ack->session_id, ack->packet_id,
@@ -361,7 +372,6 @@ int node_main(int argc, char **argv)
 			.jurisdiction = node.config.jurisdiction,
 			.data_dir = node.config.data_dir,
 			.catalog = node.catalog,
-			.limits = &limits,
 			.flush_interval_ms = node.config.flush_interval_ms,
 			.on_ack = on_ack,
 			.on_flush = on_flush,

@@ -6,8 +6,8 @@
 #include "util/metrics.h"
 
 static const char *const refusal_reasons[] = {
-	"malformed", "invalid_sample", "too_many_samples", "topic_not_allowed", "store_failed",
-	"other", NULL};
+	"malformed", "invalid_sample", "too_many_samples", "topic_not_allowed", "qos0",
+	"store_failed", "other", NULL};
 static const char *const connection_reasons[] = {
 	"no_credentials", "unknown_vehicle", "bad_secret", "client_id_not_vin", "shutting_down",
 	"other", NULL};

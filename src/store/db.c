@@ -51,7 +51,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 			   "FROM vehicles ORDER BY id",
 	[ST_BLOCK_INSERT] = "INSERT INTO blocks(vehicle_id, signal, t_min, t_max, count, "
 			    "flush_gen, data) VALUES(?, ?, ?, ?, ?, ?, ?)",
-	[ST_BATCH_INSERT] = "INSERT OR IGNORE INTO batches(vehicle_id, seq) VALUES(?, ?)",
+	/* Plain INSERT: a batch flushed twice is a bug, and must fail loudly. */
+	[ST_BATCH_INSERT] = "INSERT INTO batches(vehicle_id, seq) VALUES(?, ?)",
 	[ST_BATCH_EXISTS] = "SELECT 1 FROM batches WHERE vehicle_id = ? AND seq = ?",
 	[ST_BATCH_RECENT] = "SELECT seq FROM batches WHERE vehicle_id = ? ORDER BY seq DESC "
 			    "LIMIT ?",

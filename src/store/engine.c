@@ -10,41 +10,55 @@
  *   14     8     arrival time, ms since the epoch (replay validates against it)
  *   22     n     the payload exactly as the vehicle sent it
  *
+ * A record whose payload is empty (format 0) is an acknowledgement barrier:
+ * a retransmission of a batch already stored, logged only so that its
+ * PUBACK leaves in order behind those still waiting for their fsync.
+ *
  * Generations. The live memtable belongs to generation G. A flush freezes
- * it, rotates the log to a new segment N_G, and a thread writes G's blocks
- * and its (vehicle, seq) rows in one transaction.
+ * it, rotates the log to a new segment, and a thread writes G's blocks and
+ * its (vehicle, seq) rows in one transaction.
  *
  * Invariants:
  *  1. A batch's samples enter a memtable only after its log record is
- *     durable, and the vehicle's seqwin marks it at the same moment; so a
- *     "seen" seq is always durable, and a repeat is acknowledged at once.
- *  2. A record appended before freezing G may become durable after it; its
- *     samples then go into G+1 although the record sits in a segment below
- *     N_G. Therefore, when G has been flushed, only segments below N_{G-1}
- *     are deleted: they can hold records of generations up to G only.
- *  3. Replay re-applies every record left in the log; records whose batch
- *     is already in the batches table are skipped, so nothing is stored
- *     twice.
- *  4. While the frozen generation exists, queries read it and skip blocks
+ *     durable, and the vehicle's seqwin and the generation's batch set mark
+ *     it at the same moment; so a batch known as seen is always durable.
+ *  2. A batch is seen iff its seq is in the vehicle's window, or in the
+ *     batch set of the live or frozen generation, or in the batches table.
+ *     Each (vehicle, seq) is applied once: it enters one generation only.
+ *  3. A log segment is deleted only when no record in it can still be
+ *     needed: every record below the released segment is in a generation
+ *     that is in the database. Records may become durable late (after the
+ *     generation they were appended under froze), so the release point is
+ *     the lowest segment among records in flight and records in the live
+ *     generation, never a guess about how late they can be.
+ *  4. Replay re-applies every record left in the log; records whose batch
+ *     is seen (invariant 2) are skipped, so nothing is stored twice.
+ *  5. While the frozen generation exists, queries read it and skip blocks
  *     of its flush_gen, so a query between the flush's commit and its
  *     completion on the loop does not count samples twice.
  *
- * Flush thread states:  IDLE --(loop: freeze + signal)--> BUSY
- *   BUSY --(commit or rollback, event_active)--> IDLE; the loop then frees
- *   the frozen generation (success) or keeps it and retries on the next
- *   tick (failure: nothing of it was committed).
+ * Flush states (flush_busy is the loop's view, to_flush the thread's):
+ *   IDLE --start_flush: freeze, to_flush = G, flush_busy--> RUNNING
+ *   RUNNING --flush_thread: commit or rollback, to_flush = NULL,
+ *             event_active--> FINISHED
+ *   FINISHED --on_flush_done (loop): free G and release the log (success)
+ *             or keep G for the next tick (failure), flush_busy = 0--> IDLE
+ * The timer starts nothing until the loop has reaped a finished flush.
  */
 #include "store/engine.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "store/batchset.h"
 #include "store/db.h"
 #include "store/memtable.h"
 #include "store/wal.h"
@@ -60,16 +74,11 @@
 #define DEFAULT_BLOCK_SAMPLES 65536
 #define BLOCK_WINDOW_MS 3600000 /* a block never spans two UTC hours */
 
-struct batch_ref {
-	uint32_t vehicle_id;
-	uint64_t seq;
-};
-
 struct generation {
 	uint64_t gen;
 	struct memtable *table;
-	struct dm_buf batches; /* struct batch_ref[] */
-	uint64_t segment_after; /* N_G: the log segment opened when G froze */
+	struct batchset batches;
+	uint64_t min_segment; /* lowest log segment of a record applied here */
 	struct engine_flush_report flushed; /* set by the flush thread */
 };
 
@@ -79,8 +88,17 @@ struct pending {
 	struct engine_ack ack;
 	uint32_t vehicle_id;
 	uint64_t seq;
+	uint64_t segment; /* where its record went (0: not known, lowest) */
+	int barrier;      /* a retransmission: acknowledge, apply nothing */
 	size_t count;
 	struct sample samples[];
+};
+
+/* Records in flight by segment, oldest first: appends go to the newest
+ * segment and become durable in order, so runs of equal segments suffice. */
+struct inflight_run {
+	uint64_t segment;
+	uint64_t count;
 };
 
 struct engine {
@@ -97,9 +115,12 @@ struct engine {
 	struct generation *active;
 	struct generation *frozen;
 	uint64_t last_gen;
-	uint64_t release_before;
-	struct db_stats stored; /* counted once at open, then kept up to date */
-	int flush_failing;      /* the last flush failed (it is retried) */ /* N_{G-1} of the last generation flushed */
+	uint64_t current_segment; /* where appends go now (0: not known yet) */
+	struct dm_buf inflight;   /* struct inflight_run[], from inflight_head */
+	size_t inflight_head;
+	int flush_busy;           /* loop: a flush was handed over and not reaped */
+	struct db_stats stored;   /* counted once at open, then kept up to date */
+	int flush_failing;        /* the last flush failed (it is retried) */
 	struct event *flush_timer;
 	struct event *flush_done;
 
@@ -121,6 +142,7 @@ static struct generation *generation_new(uint64_t gen)
 	if (!g)
 		return NULL;
 	g->gen = gen;
+	g->min_segment = UINT64_MAX;
 	if (memtable_new(&g->table)) {
 		dm_free(g);
 		return NULL;
@@ -133,13 +155,13 @@ static void generation_free(struct generation *g)
 	if (!g)
 		return;
 	memtable_free(g->table);
-	dm_buf_free(&g->batches);
+	batchset_free(&g->batches);
 	dm_free(g);
 }
 
 /* ---- applying a durable batch ---- */
 
-/* Whether (vehicle, seq) is stored, asking the database below the window. */
+/* Whether (vehicle, seq) is seen (invariant 2). */
 static int batch_seen(struct engine *engine, struct fleet_vehicle *vehicle, uint64_t seq)
 {
 	switch (seqwin_test(&vehicle->seen, seq)) {
@@ -150,26 +172,71 @@ static int batch_seen(struct engine *engine, struct fleet_vehicle *vehicle, uint
 	case SEQWIN_UNKNOWN:
 		break;
 	}
-	return db_batch_exists(engine->db, vehicle->record.id, seq) == DM_OK;
+	uint32_t id = vehicle->record.id;
+	if (batchset_has(&engine->active->batches, id, seq) ||
+	    (engine->frozen && batchset_has(&engine->frozen->batches, id, seq)))
+		return 1;
+	return db_batch_exists(engine->db, id, seq) == DM_OK;
 }
 
-/* Puts a durable batch's samples into the live memtable (invariant 1). */
+/* Puts a durable batch's samples into the live memtable (invariant 1).
+ * *applied says whether it was new. */
 static int apply_batch(struct engine *engine, struct fleet_vehicle *vehicle, uint64_t seq,
-		       const struct sample *samples, size_t count)
+		       uint64_t segment, const struct sample *samples, size_t count, int *applied)
 {
+	*applied = 0;
 	if (batch_seen(engine, vehicle, seq))
 		return DM_OK;
 	struct generation *g = engine->active;
-	struct batch_ref ref = {vehicle->record.id, seq};
-	int rc = dm_buf_reserve(&g->batches, sizeof ref);
+	int rc = batchset_add(&g->batches, vehicle->record.id, seq);
 	if (rc == DM_OK)
 		rc = memtable_append(g->table, engine->catalog, vehicle->record.id, samples, count);
 	if (rc)
-		return rc;
-	dm_buf_append(&g->batches, &ref, sizeof ref); /* cannot fail: reserved */
+		return rc; /* a set entry without samples only makes a repeat look seen */
+	if (segment < g->min_segment)
+		g->min_segment = segment;
 	seqwin_mark(&vehicle->seen, seq);
 	vehicle->samples_accepted += count;
+	*applied = 1;
 	return DM_OK;
+}
+
+/* ---- records in flight, by segment (invariant 3) ---- */
+
+static int inflight_add(struct engine *engine, uint64_t segment)
+{
+	struct inflight_run *runs = (struct inflight_run *)engine->inflight.data;
+	size_t n = engine->inflight.len / sizeof *runs;
+	if (n > engine->inflight_head && runs[n - 1].segment == segment) {
+		runs[n - 1].count++;
+		return DM_OK;
+	}
+	if (engine->inflight_head == n) { /* empty: start the array over */
+		engine->inflight.len = 0;
+		engine->inflight_head = 0;
+	}
+	struct inflight_run run = {segment, 1};
+	return dm_buf_append(&engine->inflight, &run, sizeof run);
+}
+
+static void inflight_done(struct engine *engine)
+{
+	struct inflight_run *runs = (struct inflight_run *)engine->inflight.data;
+	if (--runs[engine->inflight_head].count == 0)
+		engine->inflight_head++;
+}
+
+/* The lowest segment a record still needed may sit in. */
+static uint64_t needed_from(const struct engine *engine)
+{
+	uint64_t lowest = engine->current_segment;
+	const struct inflight_run *runs = (const struct inflight_run *)engine->inflight.data;
+	if (engine->inflight_head < engine->inflight.len / sizeof *runs &&
+	    runs[engine->inflight_head].segment < lowest)
+		lowest = runs[engine->inflight_head].segment;
+	if (engine->active->min_segment < lowest)
+		lowest = engine->active->min_segment;
+	return lowest;
 }
 
 static void on_durable(void *arg, void *const *cookies, size_t count, int status)
@@ -177,15 +244,18 @@ static void on_durable(void *arg, void *const *cookies, size_t count, int status
 	struct engine *engine = arg;
 	for (size_t i = 0; i < count; i++) {
 		struct pending *p = cookies[i];
-		int rc = status;
-		if (rc == DM_OK) {
+		int rc = status, applied = 0;
+		inflight_done(engine);
+		if (rc == DM_OK && !p->barrier) {
 			struct fleet_vehicle *vehicle = fleet_by_id(engine->fleet, p->vehicle_id);
-			rc = vehicle ? apply_batch(engine, vehicle, p->seq, p->samples, p->count)
+			rc = vehicle ? apply_batch(engine, vehicle, p->seq, p->segment, p->samples,
+						   p->count, &applied)
 				     : DM_ERR_NOT_FOUND;
 			if (rc)
 				dm_error("engine: batch of vehicle %u not applied: %s",
 					 (unsigned)p->vehicle_id, dm_strerror(rc));
 		}
+		p->ack.duplicate = rc == DM_OK && !applied;
 		if (engine->opt.on_ack)
 			engine->opt.on_ack(engine->opt.arg, &p->ack, rc);
 		dm_free(p);
@@ -210,21 +280,27 @@ int engine_ingest(struct engine *engine, struct fleet_vehicle *vehicle, const ui
 {
 	if (!home_here(engine, vehicle->record.home))
 		return DM_ERR_DENIED;
-	if (batch_seen(engine, vehicle, batch->seq))
-		return DM_ERR_EXISTS;
-
-	size_t strings = 0;
-	for (size_t i = 0; i < batch->count; i++)
+	/* A retransmission of a stored batch is logged as a barrier: nothing
+	 * of it is kept, but its PUBACK waits its turn (MQTT acks in order). */
+	int barrier = batch_seen(engine, vehicle, batch->seq);
+	size_t count = barrier ? 0 : batch->count, strings = 0;
+	for (size_t i = 0; i < count; i++)
 		strings += batch->samples[i].value.str_len;
-	struct pending *p = dm_malloc(sizeof *p + batch->count * sizeof(struct sample) + strings);
+	struct pending *p = dm_malloc(sizeof *p + count * sizeof(struct sample) + strings);
 	if (!p)
 		return DM_ERR_NOMEM;
 	p->ack = *ack;
 	p->vehicle_id = vehicle->record.id;
 	p->seq = batch->seq;
-	p->count = batch->count;
-	char *pool = (char *)(p->samples + batch->count);
-	for (size_t i = 0; i < batch->count; i++) {
+	p->segment = engine->current_segment;
+	p->barrier = barrier;
+	p->count = count;
+	if (barrier) {
+		format = 0;
+		payload_len = 0;
+	}
+	char *pool = (char *)(p->samples + count);
+	for (size_t i = 0; i < count; i++) {
 		p->samples[i] = batch->samples[i];
 		if (batch->samples[i].value.str_len) {
 			memcpy(pool, batch->samples[i].value.str, batch->samples[i].value.str_len);
@@ -243,7 +319,12 @@ int engine_ingest(struct engine *engine, struct fleet_vehicle *vehicle, const ui
 		dm_buf_append_be64(rec, batch->seq);
 		dm_buf_append_be64(rec, (uint64_t)dm_now_ms());
 		dm_buf_append(rec, payload, payload_len);
+		rc = inflight_add(engine, p->segment);
+	}
+	if (rc == DM_OK) {
 		rc = wal_append(engine->wal, rec->data, rec->len, p);
+		if (rc) /* a refused append is never reported: undo its count */
+			inflight_done(engine);
 	}
 	if (rc)
 		dm_free(p);
@@ -251,6 +332,30 @@ int engine_ingest(struct engine *engine, struct fleet_vehicle *vehicle, const ui
 }
 
 /* ---- replay ---- */
+
+/* A logged batch was valid under the limits of its day; replay applies the
+ * widest limits a config may set, so that lowering one does not turn
+ * acknowledged batches away. (Timestamps are checked against each record's
+ * own arrival time.) */
+static const struct payload_limits replay_limits = {1000000, 86400000};
+
+/* Appends a record that replay cannot apply to data_dir/quarantine.log
+ * (a 4-byte big-endian length, then the record), fsynced. */
+static int quarantine(struct engine *engine, const uint8_t *record, size_t len)
+{
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/quarantine.log", engine->opt.data_dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	uint8_t header[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+			     (uint8_t)len};
+	int ok = fd >= 0 && write(fd, header, 4) == 4 && write(fd, record, len) == (ssize_t)len &&
+		 fsync(fd) == 0;
+	if (!ok)
+		dm_error("cannot keep a record in %s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return ok ? DM_OK : DM_ERR_IO;
+}
 
 static int replay_record(void *arg, const uint8_t *record, size_t len)
 {
@@ -265,6 +370,8 @@ static int replay_record(void *arg, const uint8_t *record, size_t len)
 		dm_error("replay: a log record has an unknown layout; refusing to guess");
 		return DM_ERR_MALFORMED;
 	}
+	if (format == 0 && dm_cursor_left(&cur) == 0)
+		return DM_OK; /* an acknowledgement barrier: nothing to apply */
 	struct fleet_vehicle *vehicle = fleet_by_id(engine->fleet, vehicle_id);
 	if (!vehicle) {
 		dm_warn("replay: skipping a batch of unknown vehicle id %u", (unsigned)vehicle_id);
@@ -276,13 +383,41 @@ static int replay_record(void *arg, const uint8_t *record, size_t len)
 				(enum payload_format)format, (int64_t)received, &batch, reason,
 				sizeof reason);
 	if (rc) {
-		/* It was valid when acknowledged; the catalog must have changed. */
+		/* It was valid when acknowledged, so the catalog changed since.
+		 * Refusing to start would leave the operator only the choice of
+		 * deleting the log; keep the record aside instead, loudly. */
 		dm_error("replay: batch %llu of vehicle %s no longer validates (%s); is the "
-			 "catalog the one it was accepted with?",
-			 (unsigned long long)seq, vehicle->record.vin, reason);
-		return rc;
+			 "catalog the one it was accepted with? Kept in %s/quarantine.log",
+			 (unsigned long long)seq, vehicle->record.vin, reason, engine->opt.data_dir);
+		return quarantine(engine, record, len);
 	}
-	return apply_batch(engine, vehicle, seq, batch.samples, batch.count);
+	int applied;
+	/* Segment 0: replayed records pin the log until their generation is in
+	 * the database (invariant 3). */
+	return apply_batch(engine, vehicle, seq, 0, batch.samples, batch.count, &applied);
+}
+
+/* ---- time order ---- */
+
+static __thread const int64_t *order_ts; /* qsort has no argument for it */
+
+static int by_time(const void *a, const void *b)
+{
+	size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
+	if (order_ts[ia] != order_ts[ib])
+		return order_ts[ia] < order_ts[ib] ? -1 : 1;
+	return ia < ib ? -1 : ia > ib; /* arrival order among equal times */
+}
+
+/* Fills order with the permutation that puts ts in time order, stably. The
+ * samples themselves are not moved: a frozen memtable is shared with
+ * readers on the loop. */
+static void order_by_time(const int64_t *ts, size_t count, size_t *order)
+{
+	for (size_t i = 0; i < count; i++)
+		order[i] = i;
+	order_ts = ts;
+	qsort(order, count, sizeof *order, by_time);
 }
 
 /* ---- flush ---- */
@@ -298,17 +433,6 @@ struct flush_job {
 	const struct memtable_series *series; /* for the sort comparator */
 	struct engine_flush_report report;
 };
-
-static __thread const struct memtable_series *sort_series;
-
-static int by_time(const void *a, const void *b)
-{
-	size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
-	int64_t ta = sort_series->ts[ia], tb = sort_series->ts[ib];
-	if (ta != tb)
-		return ta < tb ? -1 : 1;
-	return ia < ib ? -1 : ia > ib; /* arrival order among equal times */
-}
 
 static int64_t window_of(int64_t ts)
 {
@@ -334,12 +458,7 @@ static int flush_series(void *arg, const struct memtable_series *series)
 			return DM_ERR_NOMEM;
 		job->cap = cap;
 	}
-	/* The frozen memtable is shared with readers on the loop: sort a
-	 * permutation, never the series itself. */
-	for (size_t i = 0; i < series->count; i++)
-		job->order[i] = i;
-	sort_series = series;
-	qsort(job->order, series->count, sizeof *job->order, by_time);
+	order_by_time(series->ts, series->count, job->order);
 	for (size_t i = 0; i < series->count; i++) {
 		job->ts[i] = series->ts[job->order[i]];
 		job->vals[i] = series->vals[job->order[i]];
@@ -378,6 +497,12 @@ static int flush_series(void *arg, const struct memtable_series *series)
 	return DM_OK;
 }
 
+static int insert_batch(void *arg, const struct batch_ref *ref)
+{
+	struct engine *engine = arg;
+	return db_batch_insert(engine->flush_db, ref->vehicle_id, ref->seq);
+}
+
 /* Writes generation g into the database in one transaction. Any thread
  * that owns engine->flush_db. */
 static int flush_generation(struct engine *engine, struct generation *g)
@@ -387,10 +512,8 @@ static int flush_generation(struct engine *engine, struct generation *g)
 	int rc = db_begin(engine->flush_db);
 	if (rc == DM_OK)
 		rc = memtable_each(g->table, flush_series, &job);
-	const struct batch_ref *refs = (const struct batch_ref *)g->batches.data;
-	size_t nrefs = g->batches.len / sizeof *refs;
-	for (size_t i = 0; i < nrefs && rc == DM_OK; i++)
-		rc = db_batch_insert(engine->flush_db, refs[i].vehicle_id, refs[i].seq);
+	if (rc == DM_OK)
+		rc = batchset_each(&g->batches, insert_batch, engine);
 	if (rc == DM_OK)
 		rc = db_commit(engine->flush_db);
 	if (rc) {
@@ -432,13 +555,13 @@ static void *flush_thread(void *arg)
 	return NULL;
 }
 
-/* The frozen generation is in the database: drop it and the log behind it
- * (invariant 2). */
+/* The frozen generation is in the database: drop it and the log that no
+ * record still needed sits in (invariant 3). */
 static void frozen_flushed(struct engine *engine)
 {
-	if (engine->release_before)
-		wal_release_before(engine->wal, engine->release_before);
-	engine->release_before = engine->frozen->segment_after;
+	uint64_t release = needed_from(engine);
+	if (release)
+		wal_release_before(engine->wal, release);
 	engine->stored.blocks += engine->frozen->flushed.blocks;
 	engine->stored.block_bytes += engine->frozen->flushed.block_bytes;
 	engine->stored.samples += engine->frozen->flushed.samples;
@@ -453,9 +576,11 @@ static void on_flush_done(evutil_socket_t fd, short what, void *arg)
 	int finished = engine->flush_finished, status = engine->flush_status;
 	engine->flush_finished = 0;
 	pthread_mutex_unlock(&engine->lock);
-	if (finished)
-		engine->flush_failing = status != DM_OK;
-	if (finished && status == DM_OK && engine->frozen)
+	if (!finished)
+		return;
+	engine->flush_busy = 0;
+	engine->flush_failing = status != DM_OK;
+	if (status == DM_OK && engine->frozen)
 		frozen_flushed(engine);
 }
 
@@ -474,26 +599,24 @@ static void start_flush(struct engine *engine)
 			generation_free(next);
 			return;
 		}
+		engine->current_segment = segment;
 		engine->last_gen++;
-		engine->active->segment_after = segment;
 		engine->frozen = engine->active;
 		engine->active = next;
 	}
+	engine->flush_busy = 1;
 	pthread_mutex_lock(&engine->lock);
-	if (!engine->to_flush) {
-		engine->to_flush = engine->frozen;
-		pthread_cond_signal(&engine->wake);
-	}
+	engine->to_flush = engine->frozen;
+	pthread_cond_signal(&engine->wake);
 	pthread_mutex_unlock(&engine->lock);
 }
 
 static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct engine *engine = arg;
-	pthread_mutex_lock(&engine->lock);
-	int busy = engine->to_flush != NULL;
-	pthread_mutex_unlock(&engine->lock);
-	if (!busy)
+	/* Until on_flush_done has reaped the last flush, the frozen generation
+	 * may still be in the thread's hands (see the flush states above). */
+	if (!engine->flush_busy)
 		start_flush(engine);
 }
 
@@ -557,7 +680,7 @@ int engine_open(struct event_base *base, const struct engine_options *options,
 	if (rc == DM_OK)
 		rc = db_vehicle_each(engine->db, load_vehicle, engine);
 	if (rc == DM_OK)
-		rc = payload_decoder_new(engine->catalog, options->limits, &engine->replay_decoder);
+		rc = payload_decoder_new(engine->catalog, &replay_limits, &engine->replay_decoder);
 	if (rc == DM_OK) {
 		engine->active = generation_new(++engine->last_gen);
 		rc = engine->active ? DM_OK : DM_ERR_NOMEM;
@@ -643,6 +766,7 @@ void engine_close(struct engine *engine)
 	db_close(engine->flush_db);
 	db_close(engine->db);
 	dm_buf_free(&engine->record);
+	dm_buf_free(&engine->inflight);
 	pthread_mutex_destroy(&engine->lock);
 	pthread_cond_destroy(&engine->wake);
 	dm_free(engine);
@@ -705,11 +829,20 @@ struct block_reader {
 	struct engine_series *out;
 	int64_t from, to;
 	uint8_t type;
+	size_t limit;    /* samples wanted, the oldest first */
+	int64_t newest;  /* the newest timestamp taken so far */
 };
 
 static int take_block(void *arg, const uint8_t *data, size_t len)
 {
 	struct block_reader *reader = arg;
+	struct block_info info;
+	/* Blocks come in t_min order. With `limit` samples no newer than
+	 * `newest` in hand, a block that starts later cannot add to the
+	 * oldest `limit`: stop reading, rather than decode years of data. */
+	if (reader->out->count >= reader->limit && block_peek(data, len, &info) == DM_OK &&
+	    info.t_min > reader->newest)
+		return DM_STOP;
 	struct block_decoded block;
 	int rc = block_decode(data, len, &block);
 	if (rc) {
@@ -720,18 +853,12 @@ static int take_block(void *arg, const uint8_t *data, size_t len)
 		rc = take_column(reader->out, &block.column, reader->from, reader->to);
 	else
 		rc = DM_ERR_MALFORMED;
+	for (size_t i = 0; i < block.column.count && rc == DM_OK; i++)
+		if (block.column.ts[i] >= reader->from && block.column.ts[i] <= reader->to &&
+		    block.column.ts[i] > reader->newest)
+			reader->newest = block.column.ts[i];
 	block_decoded_free(&block);
 	return rc;
-}
-
-static __thread const int64_t *sort_ts;
-
-static int by_ts(const void *a, const void *b)
-{
-	size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
-	if (sort_ts[ia] != sort_ts[ib])
-		return sort_ts[ia] < sort_ts[ib] ? -1 : 1;
-	return ia < ib ? -1 : ia > ib;
 }
 
 /* Puts out in time order (stable: blocks, then frozen, then live). */
@@ -748,10 +875,7 @@ static int sort_series_out(struct engine_series *out)
 		dm_free(vals);
 		return DM_ERR_NOMEM;
 	}
-	for (size_t i = 0; i < out->count; i++)
-		order[i] = i;
-	sort_ts = out->ts;
-	qsort(order, out->count, sizeof *order, by_ts);
+	order_by_time(out->ts, out->count, order);
 	for (size_t i = 0; i < out->count; i++) {
 		ts[i] = out->ts[order[i]];
 		vals[i] = out->vals[order[i]];
@@ -783,18 +907,21 @@ int engine_query(struct engine *engine, const struct fleet_vehicle *vehicle, uin
 	int rc = series_start(engine, signal, out, &sig);
 	if (rc)
 		return rc;
-	struct block_reader reader = {out, from, to, out->type};
-	uint64_t skip = engine->frozen ? engine->frozen->gen : 0; /* invariant 4 */
+	struct block_reader reader = {out, from, to, out->type, limit, INT64_MIN};
+	uint64_t skip = engine->frozen ? engine->frozen->gen : 0; /* invariant 5 */
 	rc = db_block_range(engine->db, vehicle->record.id, sig->path, from, to, skip, take_block,
 			    &reader);
+	int stopped = rc == DM_STOP; /* samples were left unread: more exist */
+	if (stopped)
+		rc = DM_OK;
 	if (rc == DM_OK && engine->frozen)
 		rc = take_memtable(out, engine->frozen->table, vehicle, signal, from, to);
 	if (rc == DM_OK)
 		rc = take_memtable(out, engine->active->table, vehicle, signal, from, to);
 	if (rc == DM_OK)
 		rc = sort_series_out(out);
-	if (rc == DM_OK && out->count > limit) {
-		out->count = limit;
+	if (rc == DM_OK && (out->count > limit || stopped)) {
+		out->count = out->count < limit ? out->count : limit;
 		out->truncated = 1;
 	}
 	if (rc)
@@ -809,7 +936,7 @@ int engine_latest(struct engine *engine, const struct fleet_vehicle *vehicle, ui
 	int rc = series_start(engine, signal, out, &sig);
 	if (rc)
 		return rc;
-	struct block_reader reader = {out, INT64_MIN, INT64_MAX, out->type};
+	struct block_reader reader = {out, INT64_MIN, INT64_MAX, out->type, SIZE_MAX, INT64_MIN};
 	uint64_t skip = engine->frozen ? engine->frozen->gen : 0;
 	rc = db_block_newest(engine->db, vehicle->record.id, sig->path, skip, take_block, &reader);
 	if (rc == DM_OK && engine->frozen)

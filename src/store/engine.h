@@ -36,6 +36,7 @@ struct engine_ack {
 	uint16_t packet_id;
 	uint64_t received_ns; /* dm_mono_ns() at arrival, for latency */
 	size_t samples, bytes; /* for metrics */
+	int duplicate;         /* set by the engine: the batch was stored before */
 };
 
 /* status DM_OK: the batch is durable (or was stored before); otherwise the
@@ -55,7 +56,6 @@ struct engine_options {
 	const char *jurisdiction; /* the node's: the only home the store accepts */
 	const char *data_dir;
 	const struct catalog *catalog;        /* borrowed, must outlive the engine */
-	const struct payload_limits *limits;  /* for replay; NULL: defaults */
 	unsigned flush_interval_ms;
 	size_t block_max_samples;             /* 0: 65536 */
 	engine_ack_cb on_ack;
@@ -78,9 +78,11 @@ void engine_close(struct engine *engine);
 
 /*
  * Takes a decoded, validated batch of `vehicle`. `payload` is the batch as
- * it arrived (it is what the log keeps). Returns:
+ * it arrived (it is what the log keeps). A batch whose (vehicle, seq) is
+ * already stored is not stored again, but its ack still comes through
+ * on_ack (with ack->duplicate set), in order behind the acks before it.
+ * Returns:
  *   DM_OK          the ack will come through on_ack once durable;
- *   DM_ERR_EXISTS  this (vehicle, seq) is already stored: acknowledge now;
  *   DM_ERR_STATE   the log is in its error state: do not acknowledge;
  *   DM_ERR_DENIED  the vehicle's home is not the node's jurisdiction;
  *   other errors   nothing was queued.

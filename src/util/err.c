@@ -5,6 +5,7 @@ const char *dm_strerror(int status)
 	switch (status) {
 	case DM_OK: return "success";
 	case DM_NEED_MORE: return "more input needed";
+	case DM_STOP: return "stopped";
 	case DM_ERR_NOMEM: return "out of memory";
 	case DM_ERR_IO: return "input/output error";
 	case DM_ERR_MALFORMED: return "malformed input";

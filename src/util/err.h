@@ -13,6 +13,7 @@
 enum dm_status {
 	DM_OK = 0,
 	DM_NEED_MORE = 1, /* not an error: an incremental parser wants more input */
+	DM_STOP = 2,      /* not an error: a callback ended an iteration on purpose */
 
 	DM_ERR_NOMEM = -1,       /* an allocation failed */
 	DM_ERR_IO = -2,          /* a read, write or fsync failed (see errno in the log) */

@@ -37,6 +37,13 @@ out=$(api GET /metrics)
 body "$out" | grep -q 'domicile_batches_refused_total{reason="invalid_sample"} 4' ||
 	fail "refusals not counted: $(body "$out" | grep refused)"
 
+# QoS 0 telemetry cannot be acknowledged, so it is refused, not stored.
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -V 5 -q 0 -i "$VIN1" -u "$VIN1" -P "$SECRET" \
+	-t "v/$VIN1/telemetry" -m "{\"seq\": 30, \"samples\": [{\"ts\": $t, \"signal\": \"Vehicle.Speed\", \"value\": 70}]}" >/dev/null 2>&1
+wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:$API_PORT/metrics | grep -q 'domicile_batches_refused_total{reason=\"qos0\"} 1'" ||
+	fail "a QoS 0 batch was not refused"
+[ "$(samples "$VIN1" Vehicle.Speed)" = "[]" ] || fail "a QoS 0 batch was stored"
+
 # The same seq twice: both acknowledged, stored once.
 batch="{\"seq\": 20, \"samples\": [{\"ts\": $t, \"signal\": \"Vehicle.Speed\", \"value\": 61.5}]}"
 publish "$VIN1" "$SECRET" "$batch" 5 || fail "first copy: $PUB_OUT"
