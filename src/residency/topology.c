@@ -232,7 +232,8 @@ static int parse_url(const struct url_kind *kind, const char *value, size_t len,
 		if (memcmp(value + i, "://", 3) == 0)
 			sep = value + i;
 	if (!sep)
-		return refuse(why, "%s must be %s://HOST:PORT or %s://HOST:PORT, e.g. %s, got '%.*s%s'",
+		return refuse(why,
+			      "%s must be %s://HOST:PORT or %s://HOST:PORT, e.g. %s, got '%.*s%s'",
 			      field, kind->plain, kind->secure, kind->example, EXCERPT(value, len));
 	size_t scheme_len = (size_t)(sep - value);
 	char scheme[8] = "";
@@ -254,7 +255,8 @@ static int parse_url(const struct url_kind *kind, const char *value, size_t len,
 	if (auth_len > 0 && auth[auth_len - 1] == '/')
 		auth_len--;
 	if (find_any(auth, auth_len, "/?#\\"))
-		return refuse(why, "%s must not have a path, query or fragment (only %s), got '%.*s%s'",
+		return refuse(why,
+			      "%s must not have a path, query or fragment (only %s), got '%.*s%s'",
 			      field, kind->example, EXCERPT(value, len));
 	/* "mqtt://10.1.0.5:1883@evil.example:1883" connects to evil.example. */
 	if (memchr(auth, '@', auth_len))
@@ -289,8 +291,8 @@ static int parse_url(const struct url_kind *kind, const char *value, size_t len,
 	} else {
 		colon = memrchr(auth, ':', auth_len);
 		if (!colon)
-			return refuse(why, "%s needs a port (HOST:PORT), e.g. %s, got '%.*s%s'", field,
-				      kind->example, EXCERPT(value, len));
+			return refuse(why, "%s needs a port (HOST:PORT), e.g. %s, got '%.*s%s'",
+				      field, kind->example, EXCERPT(value, len));
 		size_t host_len = (size_t)(colon - auth);
 		if (host_len == 0)
 			return refuse(why, "%s has no host before the port, e.g. %s", field,
@@ -315,8 +317,9 @@ static int parse_url(const struct url_kind *kind, const char *value, size_t len,
 		} else {
 			if (!is_host_name(host, host_len))
 				return refuse(why,
-					      "%s: '%s' is not a valid host name (labels of a-z, "
-					      "0-9 and '-', the last starting with a letter)",
+					      "%s: '%s' is not a valid host name (labels of "
+					      "letters, digits and '-', the last starting with "
+					      "a letter)",
 					      field, host);
 			for (size_t i = 0; i <= host_len; i++)
 				url->host[i] = to_lower(host[i]);
@@ -383,15 +386,18 @@ static int check_unique(struct parser *ps, const struct topology_site *site)
 	for (size_t i = 0; i < ps->count; i++) {
 		const struct topology_site *other = &ps->sites[i];
 		if (strcmp(other->id, site->id) == 0)
-			return fail(ps, "duplicate site id '%s' (first defined on line %u)", site->id,
-				    other->line);
+			return fail(ps, "duplicate site id '%s' (first defined on line %u)",
+				    site->id, other->line);
 		if (other->mqtt_port == site->mqtt_port &&
 		    strcmp(other->mqtt_host, site->mqtt_host) == 0)
 			return fail(ps,
-				    "MQTT_URL %s is the MQTT endpoint of site '%s' (line %u) already",
+				    "MQTT_URL %s is the MQTT endpoint of site '%s' (line %u) "
+				    "already",
 				    site->mqtt_url, other->id, other->line);
-		if (other->api_port == site->api_port && strcmp(other->api_host, site->api_host) == 0)
-			return fail(ps, "API_URL %s is the API endpoint of site '%s' (line %u) already",
+		if (other->api_port == site->api_port &&
+		    strcmp(other->api_host, site->api_host) == 0)
+			return fail(ps,
+				    "API_URL %s is the API endpoint of site '%s' (line %u) already",
 				    site->api_url, other->id, other->line);
 	}
 	return DM_OK;
