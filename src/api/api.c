@@ -239,6 +239,7 @@ static void post_vehicle(struct call *call)
 		return;
 	}
 	const char *vin = NULL, *home = NULL, *model = NULL;
+	char site[64], where[512];
 	if (json_unpack_ex(doc, &jerr, JSON_STRICT, "{s:s, s:s, s:s}", "vin", &vin, "home", &home,
 			   "model", &model) != 0) {
 		reply_error(call, 400, "expected {\"vin\", \"home\", \"model\"} as strings: %s",
@@ -253,15 +254,14 @@ static void post_vehicle(struct call *call)
 		reply_error(call, 400, "'home' must be an ISO 3166 alpha-2 code such as \"CN\"");
 	} else if (strlen(model) == 0 || strlen(model) > 64) {
 		reply_error(call, 400, "'model' must be 1 to 64 bytes");
-	} else if (strcmp(home, call->api->opt.jurisdiction) != 0) {
-		reply_error(call, 409,
-			    "vehicle's home is %s, this site serves %s: register it at a %s site",
-			    home, call->api->opt.jurisdiction, home);
+	} else if (call->api->opt.home_site(call->api->opt.arg, home, vin, site, sizeof site,
+					    where, sizeof where) != DM_OK) {
+		reply_error(call, 409, "%s", where);
 	} else {
 		char secret[64];
 		struct fleet_vehicle *vehicle;
-		int rc = engine_register(call->api->opt.engine, vin, home, call->api->opt.site,
-					 model, secret, sizeof secret, &vehicle);
+		int rc = engine_register(call->api->opt.engine, vin, home, site, model, secret,
+					 sizeof secret, &vehicle);
 		if (rc == DM_ERR_EXISTS) {
 			reply_error(call, 409, "vehicle %s is already registered", vin);
 		} else if (rc) {

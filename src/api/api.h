@@ -25,6 +25,11 @@ struct api_options {
 	const char *site;
 	const char *admin_token_hash; /* secret_hash() form */
 	size_t max_query_samples;    /* default 100000 */
+	/* Where a vehicle to be registered belongs: DM_OK with this site's id in
+	 * site, or DM_ERR_DENIED with a message for the caller saying where to
+	 * register it instead (its home jurisdiction, or another site of ours). */
+	int (*home_site)(void *arg, const char *home, const char *vin, char *site,
+			 size_t site_len, char *message, size_t message_len);
 	/* Builds the residency report for GET /v1/residency/report (a new
 	 * reference the API releases). */
 	int (*residency_report)(void *arg, json_t **out);

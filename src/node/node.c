@@ -29,7 +29,10 @@
 #include "ingest/payload.h"
 #include "mqtt/server.h"
 #include "node/node_metrics.h"
+#include "residency/pseudonym.h"
 #include "residency/report.h"
+#include "residency/route.h"
+#include "residency/topology.h"
 #include "store/engine.h"
 #include "util/clock.h"
 #include "util/config.h"
@@ -51,6 +54,8 @@ struct node {
 	char admin_hash[128];
 	struct event *sigterm, *sigint;
 	struct foreign_tally foreign;
+	struct topology *topology;
+	unsigned char pseudonym_key[PSEUDONYM_KEY_LEN];
 };
 
 /* ---- MQTT hooks ---- */
@@ -58,6 +63,55 @@ struct node {
 static int bytes_equal(const void *a, size_t alen, const char *b)
 {
 	return alen == strlen(b) && memcmp(a, b, alen) == 0;
+}
+
+/* The home a vehicle claims in its MQTT 5 CONNECT (user property "home"),
+ * copied into home[3]; NULL when it claims none that could be a code. */
+static const char *claimed_home(const struct mqtt_connect_info *info, char home[3])
+{
+	for (size_t i = 0; i < info->user_prop_count; i++) {
+		const struct mqtt_user_property *prop = &info->user_props[i];
+		if (bytes_equal(prop->key, prop->key_len, "home") && prop->value_len == 2 &&
+		    prop->value[0] >= 'A' && prop->value[0] <= 'Z' && prop->value[1] >= 'A' &&
+		    prop->value[1] <= 'Z') {
+			memcpy(home, prop->value, 2);
+			home[2] = '\0';
+			return home;
+		}
+	}
+	return NULL;
+}
+
+/* A vehicle not registered here: sent to its home site, or refused. Either
+ * way it is named only by its pseudonym (promise 1: a foreign VIN is never
+ * written here, not even to the log). */
+static void send_away(struct node *node, const struct mqtt_connect_info *info,
+		      struct mqtt_connect_decision *decision)
+{
+	char home_buf[3], vin[64], alias[PSEUDONYM_LEN];
+	const char *home = claimed_home(info, home_buf);
+	size_t vin_len = info->username_len < sizeof vin - 1 ? info->username_len : sizeof vin - 1;
+	memcpy(vin, info->username, vin_len);
+	vin[vin_len] = '\0';
+	pseudonym_of(node->pseudonym_key, vin, vin_len, alias);
+	const struct topology_site *site;
+	if (residency_route(node->topology, node->config.site, home, vin, &site) ==
+	    ROUTE_REDIRECT) {
+		decision->reason = MQTT_RC_SERVER_MOVED;
+		decision->server_reference = site->mqtt_url;
+		foreign_tally_count(&node->foreign, home, 1);
+		node_metrics_refused_connection(&node->metrics, "redirected_home");
+		dm_info("mqtt: vehicle %s (home %s) sent to its home site %s", alias, home,
+			site->id);
+	} else {
+		/* Not authorized (3.1.1: 0x05): whatever its secret, it may not
+		 * send its data here. */
+		decision->reason = MQTT_RC_NOT_AUTHORIZED;
+		foreign_tally_count(&node->foreign, home, 0);
+		node_metrics_refused_connection(&node->metrics, "unknown_vehicle");
+		dm_info("mqtt: vehicle %s (home %s) is not registered here: refused", alias,
+			home ? home : "not given");
+	}
 }
 
 static void on_connect(void *arg, const struct mqtt_connect_info *info,
@@ -76,9 +130,7 @@ static void on_connect(void *arg, const struct mqtt_connect_info *info,
 	struct fleet_vehicle *vehicle =
 		fleet_by_vin(engine_fleet(node->engine), info->username, info->username_len);
 	if (!vehicle) {
-		/* Not ours. Residency (the next issue) will redirect foreign
-		 * vehicles; for now they are simply refused, and never named. */
-		node_metrics_refused_connection(&node->metrics, "unknown_vehicle");
+		send_away(node, info, decision);
 		return;
 	}
 	if (secret_verify((const char *)info->password, info->password_len,
@@ -269,6 +321,65 @@ static void render_metrics(void *arg, struct dm_buf *out)
 	node_metrics_render(&node->metrics, &mqtt, &store, out);
 }
 
+/* Registration happens only at a vehicle's home site (the API's home_site). */
+static int home_site(void *arg, const char *home, const char *vin, char *site, size_t site_len,
+		     char *message, size_t message_len)
+{
+	struct node *node = arg;
+	const struct topology_site *target = topology_home_site(node->topology, home, vin);
+	if (strcmp(home, node->config.jurisdiction) != 0) {
+		if (target)
+			snprintf(message, message_len,
+				 "the vehicle's home is %s and this site serves %s: register it "
+				 "at %s (site %s)",
+				 home, node->config.jurisdiction, target->api_url, target->id);
+		else
+			snprintf(message, message_len,
+				 "the vehicle's home is %s and this site serves %s; the topology "
+				 "knows no site of %s",
+				 home, node->config.jurisdiction, home);
+		return DM_ERR_DENIED;
+	}
+	if (!target || strcmp(target->id, node->config.site) != 0) {
+		snprintf(message, message_len,
+			 "the vehicle's home site is %s: register it at %s",
+			 target ? target->id : "unknown", target ? target->api_url : "that site");
+		return DM_ERR_DENIED;
+	}
+	snprintf(site, site_len, "%s", target->id);
+	return DM_OK;
+}
+
+/* Reads the topology file, or makes this site alone in its jurisdiction,
+ * and checks that this node's site is in it. */
+static int load_topology(struct node *node, char *err, size_t err_len)
+{
+	int rc;
+	if (node->config.topology[0]) {
+		rc = topology_load(node->config.topology, &node->topology, err, err_len);
+	} else {
+		char mqtt_url[300], api_url[300];
+		snprintf(mqtt_url, sizeof mqtt_url, "mqtt://127.0.0.1:%d", mqtt_server_port(node->mqtt));
+		snprintf(api_url, sizeof api_url, "http://127.0.0.1:%d", api_port(node->api));
+		rc = topology_single(node->config.jurisdiction, node->config.site, mqtt_url, api_url,
+				     &node->topology);
+		if (rc)
+			snprintf(err, err_len, "cannot describe this site alone: %s",
+				 dm_strerror(rc));
+	}
+	if (rc)
+		return rc;
+	const struct topology_site *self = topology_find_site(node->topology, node->config.site);
+	if (!self || strcmp(self->jurisdiction, node->config.jurisdiction) != 0) {
+		snprintf(err, err_len,
+			 "%s: this node's site %s of %s is not in the topology; a node serves "
+			 "only a site the topology lists for its jurisdiction",
+			 node->config.topology, node->config.site, node->config.jurisdiction);
+		return DM_ERR_INVALID;
+	}
+	return DM_OK;
+}
+
 static int residency_report(void *arg, json_t **out)
 {
 	struct node *node = arg;
@@ -321,6 +432,8 @@ static void node_stop(struct node *node)
 	node->mqtt = NULL;
 	payload_decoder_free(node->decoder);
 	catalog_free(node->catalog);
+	topology_free(node->topology);
+	OPENSSL_cleanse(node->pseudonym_key, sizeof node->pseudonym_key);
 	if (node->sigterm)
 		event_free(node->sigterm);
 	if (node->sigint)
@@ -345,7 +458,7 @@ int node_main(int argc, char **argv)
 
 	static struct node node; /* static: the loop's callbacks outlive no frame */
 	memset(&node, 0, sizeof node);
-	char err[512];
+	char err[PATH_MAX + 512];
 	if (node_config_load(config_path, &node.config, err, sizeof err) != DM_OK) {
 		fprintf(stderr, "domicile: %s\n", err);
 		return 1;
@@ -353,6 +466,14 @@ int node_main(int argc, char **argv)
 	dm_log_set_level((enum dm_log_level)node.config.log_level);
 	if (catalog_load(node.config.catalog, &node.catalog, err, sizeof err) != DM_OK) {
 		fprintf(stderr, "domicile: %s\n", err);
+		return 1;
+	}
+	/* A topology file is checked before anything is opened; a site alone
+	 * is described once its listeners have their ports. */
+	if (node.config.topology[0] && load_topology(&node, err, sizeof err) != DM_OK) {
+		fprintf(stderr, "domicile: %s\n", err);
+		catalog_free(node.catalog);
+		topology_free(node.topology);
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -383,6 +504,8 @@ int node_main(int argc, char **argv)
 	}
 	if (rc == DM_OK)
 		rc = admin_token(&node);
+	if (rc == DM_OK)
+		rc = pseudonym_key_load(node.config.data_dir, node.pseudonym_key);
 	if (rc == DM_OK) {
 		struct mqtt_server_options mo = {
 			.max_packet_size = node.config.mqtt_max_packet,
@@ -402,6 +525,7 @@ int node_main(int argc, char **argv)
 			.admin_token_hash = node.admin_hash,
 			.render_metrics = render_metrics,
 			.residency_report = residency_report,
+			.home_site = home_site,
 			.observe = observe_request,
 			.arg = &node,
 		};
@@ -409,6 +533,8 @@ int node_main(int argc, char **argv)
 	}
 	if (rc == DM_OK)
 		rc = api_listen(node.api, node.config.api_listen);
+	if (rc == DM_OK && !node.topology && (rc = load_topology(&node, err, sizeof err)) != DM_OK)
+		dm_error("%s", err);
 	if (rc == DM_OK) {
 		node.sigterm = evsignal_new(node.base, SIGTERM, on_signal, &node);
 		node.sigint = evsignal_new(node.base, SIGINT, on_signal, &node);

@@ -9,8 +9,8 @@ static const char *const refusal_reasons[] = {
 	"malformed", "invalid_sample", "too_many_samples", "topic_not_allowed", "qos0",
 	"store_failed", "other", NULL};
 static const char *const connection_reasons[] = {
-	"no_credentials", "unknown_vehicle", "bad_secret", "client_id_not_vin", "shutting_down",
-	"other", NULL};
+	"no_credentials", "unknown_vehicle", "redirected_home", "bad_secret",
+	"client_id_not_vin", "shutting_down", "other", NULL};
 static const char *const routes[] = {
 	"/v1/health", "/metrics", "/v1/vehicles", "/v1/vehicles/{vin}",
 	"/v1/vehicles/{vin}/samples", "/v1/vehicles/{vin}/latest", "/v1/residency/report",

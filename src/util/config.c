@@ -73,6 +73,7 @@ static const struct key_spec keys[] = {
 	{"mqtt_listen", VALUE_LISTEN, 1, FIELD(mqtt_listen), 0, 0},
 	{"api_listen", VALUE_LISTEN, 1, FIELD(api_listen), 0, 0},
 	{"catalog", VALUE_PATH, 0, FIELD(catalog), 0, 0},
+	{"topology", VALUE_PATH, 0, FIELD(topology), 0, 0},
 	{"log_level", VALUE_LOG_LEVEL, 0, FIELD(log_level), 0, 0},
 	{"mqtt_max_packet", VALUE_SIZE, 0, FIELD(mqtt_max_packet), 64, 268435455},
 	{"mqtt_receive_maximum", VALUE_U16, 0, FIELD(mqtt_receive_maximum), 1, 65535},

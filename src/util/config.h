@@ -45,6 +45,7 @@ struct node_config {
 	char mqtt_listen[128];    /* "HOST:PORT" */
 	char api_listen[128];     /* "HOST:PORT" */
 	char catalog[PATH_MAX];   /* signal catalog; default: the one built in */
+	char topology[PATH_MAX];  /* every site of every jurisdiction; "" = this site alone */
 	int log_level;            /* enum dm_log_level; "debug|info|warn|error", default info */
 	size_t mqtt_max_packet;   /* bytes, default 262144, 64..268435455 */
 	uint16_t mqtt_receive_maximum; /* default 256, 1..65535 */

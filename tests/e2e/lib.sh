@@ -74,6 +74,18 @@ flush_interval_ms ${FLUSH_MS:-500}
 CONF
 }
 
+# free_port: a loopback port nothing listens on now (for configs that must
+# name their ports in advance, such as a topology).
+free_port() {
+	local port
+	while :; do
+		port=$((20000 + RANDOM % 40000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+		echo "$port"
+		return
+	done
+}
+
 # start_node NAME: starts the node of $WORK/NAME.conf and waits until it
 # says it is ready; sets MQTT_PORT, API_PORT, TOKEN and NODE_PID.
 start_node() {
