@@ -1,6 +1,7 @@
 /*
  * test_agent_route.c — the simulated drive: values in range, a car whose
- * odometer, speed and positions agree, and the same drive from the same seed.
+ * odometer, speed and positions agree, and the same drive from the same seed;
+ * and how the agent reads the endpoint of a redirect (agent_parse_mqtt_url).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,8 +11,10 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "agent/agent.h"
 #include "agent/route.h"
 #include "ingest/catalog.h"
 #include "util/alloc.h"
@@ -300,6 +303,166 @@ static void test_route_odd_step_lengths_keep_the_odometer_exact(void **state)
 	route_free(route);
 }
 
+/* ---- agent_parse_mqtt_url ---- */
+
+struct parsed {
+	int rc;
+	char host[256];
+	int port;
+	int tls;
+};
+
+static struct parsed parse(const char *url)
+{
+	struct parsed p;
+	memset(p.host, 'x', sizeof p.host);
+	p.port = -1;
+	p.tls = -1;
+	p.rc = agent_parse_mqtt_url(url, p.host, sizeof p.host, &p.port, &p.tls);
+	return p;
+}
+
+static void assert_refused(const char *url)
+{
+	struct parsed p = parse(url);
+	assert_int_equal(p.rc, DM_ERR_INVALID);
+	/* Outputs are reset on entry, whatever went wrong after. */
+	assert_string_equal(p.host, "");
+	assert_int_equal(p.port, 0);
+	assert_int_equal(p.tls, 0);
+}
+
+static void assert_parsed(const char *url, const char *host, int port, int tls)
+{
+	struct parsed p = parse(url);
+	assert_int_equal(p.rc, DM_OK);
+	assert_string_equal(p.host, host);
+	assert_int_equal(p.port, port);
+	assert_int_equal(p.tls, tls);
+}
+
+static void test_agent_url_reads_plain_and_tls_endpoints(void **state)
+{
+	assert_parsed("mqtt://127.0.0.1:41234", "127.0.0.1", 41234, 0);
+	assert_parsed("mqtts://10.1.0.5:8883", "10.1.0.5", 8883, 1);
+	assert_parsed("mqtt://broker.cn-shanghai-1.example:1883", "broker.cn-shanghai-1.example",
+	              1883, 0);
+	/* Scheme and host name are compared without regard to case. */
+	assert_parsed("MQTTS://Broker.Example:8883", "broker.example", 8883, 1);
+	assert_parsed("Mqtt://h:1", "h", 1, 0);
+}
+
+static void test_agent_url_refuses_empty_and_schemeless_text(void **state)
+{
+	assert_refused("");
+	assert_refused("127.0.0.1:1883");
+	assert_refused("//127.0.0.1:1883");
+	assert_refused("mqtt:/127.0.0.1:1883");
+	assert_refused("mqtt:127.0.0.1:1883");
+	assert_refused("tcp://127.0.0.1:1883");
+	assert_refused("http://127.0.0.1:1883");
+	assert_refused("mqttss://127.0.0.1:1883");
+	assert_refused("mqtt://");
+	assert_refused("mqtt:///");
+	assert_refused(" mqtt://h:1");
+	int port = 7, tls = 7;
+	char host[8] = "x";
+	assert_int_equal(agent_parse_mqtt_url(NULL, host, sizeof host, &port, &tls),
+	                 DM_ERR_INVALID);
+	assert_string_equal(host, "");
+	assert_int_equal(port, 0);
+}
+
+static void test_agent_url_refuses_userinfo_path_query_and_fragment(void **state)
+{
+	assert_refused("mqtt://user@127.0.0.1:1883");
+	assert_refused("mqtt://user:pass@127.0.0.1:1883");
+	assert_refused("mqtt://@127.0.0.1:1883");
+	assert_refused("mqtt://127.0.0.1:1883/path");
+	assert_refused("mqtt://127.0.0.1:1883?x=1");
+	assert_refused("mqtt://127.0.0.1:1883#f");
+	assert_refused("mqtt://127.0.0.1:1883 ");
+	assert_refused("mqtt://exa mple:1883");
+	assert_refused("mqtt://ex_ample:1883");
+	assert_refused("mqtt://%31.0.0.1:1883");
+}
+
+static void test_agent_url_takes_one_trailing_slash_only(void **state)
+{
+	assert_parsed("mqtt://127.0.0.1:1883/", "127.0.0.1", 1883, 0);
+	assert_parsed("mqtt://[::1]:1883/", "::1", 1883, 0);
+	assert_refused("mqtt://127.0.0.1:1883//");
+	assert_refused("mqtt://127.0.0.1/");
+	assert_refused("mqtt://127.0.0.1:/");
+}
+
+static void test_agent_url_port_is_1_to_65535_in_plain_decimal(void **state)
+{
+	assert_parsed("mqtt://h:1", "h", 1, 0);
+	assert_parsed("mqtt://h:65535", "h", 65535, 0);
+	assert_refused("mqtt://h:0");
+	assert_refused("mqtt://h:65536");
+	assert_refused("mqtt://h:99999");
+	assert_refused("mqtt://h:100000");
+	assert_refused("mqtt://h");
+	assert_refused("mqtt://h:");
+	assert_refused("mqtt://h:01883");
+	assert_refused("mqtt://h:+1883");
+	assert_refused("mqtt://h:-1");
+	assert_refused("mqtt://h:18a3");
+	assert_refused("mqtt://h:0x50");
+	assert_refused("mqtt://h:1883:1883");
+	assert_refused("mqtt://:1883");
+}
+
+static void test_agent_url_reads_ipv6_in_brackets_in_one_spelling(void **state)
+{
+	assert_parsed("mqtt://[::1]:1883", "::1", 1883, 0);
+	assert_parsed("mqtts://[2001:DB8:0:0:0:0:0:1]:8883", "2001:db8::1", 8883, 1);
+	assert_parsed("mqtt://[::ffff:127.0.0.1]:1883", "::ffff:127.0.0.1", 1883, 0);
+	assert_refused("mqtt://::1:1883");
+	assert_refused("mqtt://[::1]1883");
+	assert_refused("mqtt://[::1]:");
+	assert_refused("mqtt://[::1");
+	assert_refused("mqtt://[]:1883");
+	assert_refused("mqtt://[127.0.0.1]:1883");
+	assert_refused("mqtt://[fe80::1%eth0]:1883");
+	assert_refused("mqtt://[::g]:1883");
+	assert_refused("mqtt://[::1]x:1883");
+}
+
+static void test_agent_url_host_must_fit_the_buffer(void **state)
+{
+	char url[300], host[16];
+	int port, tls;
+	/* 15 bytes and the NUL fit in 16; 16 do not. */
+	snprintf(url, sizeof url, "mqtt://%s:1883", "abcdefghijklmno");
+	assert_int_equal(agent_parse_mqtt_url(url, host, sizeof host, &port, &tls), DM_OK);
+	assert_string_equal(host, "abcdefghijklmno");
+	snprintf(url, sizeof url, "mqtt://%s:1883", "abcdefghijklmnop");
+	assert_int_equal(agent_parse_mqtt_url(url, host, sizeof host, &port, &tls), DM_ERR_INVALID);
+	assert_string_equal(host, "");
+	/* A name longer than any DNS name is refused whatever the buffer. */
+	memcpy(url, "mqtt://", 7);
+	memset(url + 7, 'a', 280);
+	memcpy(url + 287, ":1", 3);
+	struct parsed p = parse(url);
+	assert_int_equal(p.rc, DM_ERR_INVALID);
+}
+
+static void test_agent_redirect_refusals_have_their_summary_names(void **state)
+{
+	assert_string_equal(agent_redirect_refusal_name(AGENT_REDIRECT_NOT_IN_TOPOLOGY),
+	                    "redirect_not_in_topology");
+	assert_string_equal(agent_redirect_refusal_name(AGENT_REDIRECT_TOO_MANY),
+	                    "too_many_redirects");
+	assert_string_equal(agent_redirect_refusal_name(AGENT_REDIRECT_NO_REFERENCE),
+	                    "redirect_without_reference");
+	assert_string_equal(agent_redirect_refusal_name(AGENT_REDIRECT_UNSUPPORTED_SCHEME),
+	                    "redirect_unsupported_scheme");
+	assert_string_equal(agent_redirect_refusal_name(AGENT_REDIRECT_REFUSAL_COUNT), "unknown");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +476,14 @@ int main(void)
 	    cmocka_unit_test(test_route_refuses_configs_out_of_range),
 	    cmocka_unit_test(test_route_reports_nomem),
 	    cmocka_unit_test(test_route_odd_step_lengths_keep_the_odometer_exact),
+	    cmocka_unit_test(test_agent_url_reads_plain_and_tls_endpoints),
+	    cmocka_unit_test(test_agent_url_refuses_empty_and_schemeless_text),
+	    cmocka_unit_test(test_agent_url_refuses_userinfo_path_query_and_fragment),
+	    cmocka_unit_test(test_agent_url_takes_one_trailing_slash_only),
+	    cmocka_unit_test(test_agent_url_port_is_1_to_65535_in_plain_decimal),
+	    cmocka_unit_test(test_agent_url_reads_ipv6_in_brackets_in_one_spelling),
+	    cmocka_unit_test(test_agent_url_host_must_fit_the_buffer),
+	    cmocka_unit_test(test_agent_redirect_refusals_have_their_summary_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,7 @@
  *   1. signals: which catalog signals a route reading fills
  *   2. latency histogram
  *   3. a vehicle: sampling, batches, the in-flight window
- *   4. a vehicle's connection: libmosquitto callbacks, reconnects
+ *   4. a vehicle's connection: libmosquitto callbacks, redirects, reconnects
  *   5. the loop: one poll() over every vehicle's socket
  *   6. the command line
  *
@@ -14,12 +14,16 @@
  *   IDLE --retry time reached, vehicle_connect--> CONNECTING
  *   CONNECTING --CONNACK success (on_connect)--> CONNECTED
  *   CONNECTING --CONNACK refusal (on_connect), for good--> FAILED
+ *   CONNECTING --CONNACK 0x9C/0x9D, redirect followed (connack_redirect)--> IDLE,
+ *              retry at once, at the new endpoint
  *   CONNECTING, CONNECTED --socket lost (vehicle_lost)--> IDLE, after a backoff
  *
  * A CONNACK refusal is "for good" when retrying cannot help (bad credentials,
- * not authorised, unsupported protocol, banned, server moved). connack_refused
- * is where a redirect on 0x9D Server moved / 0x9C Use another server would
- * read the Server Reference and point the vehicle elsewhere.
+ * not authorised, unsupported protocol, banned, and a redirect the vehicle
+ * does not follow). A redirect (0x9D Server moved, 0x9C Use another server)
+ * is followed only as agent.h says: to an endpoint that the agent's own
+ * topology lists for the vehicle's home, by plain mqtt://, at most
+ * max_redirects times in a run.
  *
  * Invariants:
  *   1. A batch's sequence number is fixed when it is built; every publish of
@@ -34,9 +38,15 @@
  *      matched against a new PUBACK.
  *   4. libmosquitto objects are destroyed only from the loop, never inside
  *      one of their callbacks.
+ *   5. A vehicle connects only to the broker it was given or to an endpoint
+ *      that the topology lists for its home jurisdiction; once redirected it
+ *      stays there for the rest of the run (reconnects after drops included).
+ *      Endpoints live in one table of the agent (entry 0 the broker) and a
+ *      vehicle holds indexes into it, so a fleet costs no host copies.
  */
 #include "agent/agent.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -54,6 +64,7 @@
 #include <mqtt_protocol.h>
 
 #include "agent/route.h"
+#include "residency/topology.h"
 #include "util/addr.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -73,6 +84,10 @@
 #define MISC_NS 1000000000ull    /* keepalive bookkeeping once a second */
 #define FLOOD_BACKDATE_MS (24ll * 3600 * 1000)
 #define VIN_MAX 64
+/* A DNS name of 253 bytes, or an IPv6 address as text, and a NUL. */
+#define HOST_MAX 256
+/* What of a refused Server Reference reaches the log. */
+#define LOG_REFERENCE_MAX 128
 #define NS_PER_S 1000000000ull
 
 static volatile sig_atomic_t stop_requested;
@@ -204,6 +219,11 @@ struct vehicle {
 	bool warned;
 	bool ever_connected;
 	bool refusal_warned;
+	bool redirected;     /* a redirect was followed: the loop reconnects at once */
+	const char *home;    /* ISO 3166 alpha-2 (the spec's or the config's), or NULL */
+	size_t target;       /* agent.endpoints index where the next attempt goes */
+	size_t connected_at; /* agent.endpoints index of the last successful CONNACK */
+	int redirects;       /* followed in this run */
 	uint64_t retry_at_ns;
 	uint32_t backoff_ms;
 
@@ -223,6 +243,13 @@ struct vehicle {
 
 enum run_phase { PHASE_RUN, PHASE_DRAIN };
 
+/* Where vehicles connect: the broker of the command line, and each
+ * endpoint a followed redirect led to (invariant 5). */
+struct endpoint {
+	char host[HOST_MAX];
+	int port;
+};
+
 struct agent {
 	const struct agent_config *config;
 	struct agent_result *result;
@@ -230,6 +257,8 @@ struct agent {
 	size_t count;
 	const struct catalog_signal *signals[CH_COUNT];
 	mosquitto_property *publish_props;
+	struct endpoint *endpoints;
+	size_t endpoint_count, endpoint_cap;
 	double rate_hz;
 	uint64_t period_ns;
 	enum run_phase phase;
@@ -517,13 +546,239 @@ static int v311_as_v5(int code)
 	return MQTT_RC_UNSPECIFIED;
 }
 
-/* A refused CONNACK. Counted by the code the broker sent. A redirect on
- * 0x9C/0x9D belongs here: read MQTT_PROP_SERVER_REFERENCE from `props`
- * (mosquitto_property_read_string), point the vehicle at it and clear
- * refused_for_good so that the next attempt goes there. */
+static const char *const redirect_refusal_names[AGENT_REDIRECT_REFUSAL_COUNT] = {
+    [AGENT_REDIRECT_NOT_IN_TOPOLOGY] = "redirect_not_in_topology",
+    [AGENT_REDIRECT_TOO_MANY] = "too_many_redirects",
+    [AGENT_REDIRECT_NO_REFERENCE] = "redirect_without_reference",
+    [AGENT_REDIRECT_UNSUPPORTED_SCHEME] = "redirect_unsupported_scheme",
+    [AGENT_REDIRECT_NO_HOME] = "redirect_without_home",
+    [AGENT_REDIRECT_NO_TOPOLOGY] = "redirect_without_topology",
+};
+
+const char *agent_redirect_refusal_name(enum agent_redirect_refusal reason)
+{
+	if ((unsigned)reason >= AGENT_REDIRECT_REFUSAL_COUNT)
+		return "unknown";
+	return redirect_refusal_names[reason];
+}
+
+static bool prefix_nocase(const char *text, const char *lower_prefix)
+{
+	for (; *lower_prefix; text++, lower_prefix++) {
+		char c = *text >= 'A' && *text <= 'Z' ? (char)(*text - 'A' + 'a') : *text;
+		if (c != *lower_prefix)
+			return false;
+	}
+	return true;
+}
+
+int agent_parse_mqtt_url(const char *url, char *host, size_t host_len, int *port, int *tls)
+{
+	if (host && host_len > 0)
+		host[0] = '\0';
+	if (port)
+		*port = 0;
+	if (tls)
+		*tls = 0;
+	if (!url || !host || !port || !tls)
+		return DM_ERR_INVALID;
+	int secure;
+	const char *rest;
+	if (prefix_nocase(url, "mqtt://")) {
+		secure = 0;
+		rest = url + strlen("mqtt://");
+	} else if (prefix_nocase(url, "mqtts://")) {
+		secure = 1;
+		rest = url + strlen("mqtts://");
+	} else {
+		return DM_ERR_INVALID;
+	}
+	/* What follows the scheme is HOST:PORT and at most one '/': no user
+	 * info, path, query or fragment, each of which could make two
+	 * spellings of one endpoint or hide where the vehicle really goes. */
+	size_t len = strlen(rest);
+	if (len > 0 && rest[len - 1] == '/')
+		len--;
+	const char *end = rest + len, *host_start = rest, *host_end, *colon;
+	bool bracketed = len > 0 && rest[0] == '[';
+	if (bracketed) {
+		host_start = rest + 1;
+		host_end = memchr(host_start, ']', len - 1);
+		if (!host_end)
+			return DM_ERR_INVALID;
+		colon = host_end + 1;
+	} else {
+		host_end = memchr(rest, ':', len);
+		if (!host_end)
+			return DM_ERR_INVALID;
+		colon = host_end;
+	}
+	size_t name_len = (size_t)(host_end - host_start);
+	if (name_len == 0 || name_len >= HOST_MAX || colon >= end || *colon != ':')
+		return DM_ERR_INVALID;
+	const char *digits = colon + 1;
+	size_t digit_count = (size_t)(end - digits);
+	/* Plain decimal, as the topology writes ports: no sign, no leading zero. */
+	if (digit_count == 0 || digit_count > 5 || digits[0] == '0')
+		return DM_ERR_INVALID;
+	long value = 0;
+	for (size_t i = 0; i < digit_count; i++) {
+		if (digits[i] < '0' || digits[i] > '9')
+			return DM_ERR_INVALID;
+		value = value * 10 + (digits[i] - '0');
+	}
+	if (value > 65535)
+		return DM_ERR_INVALID;
+	char name[HOST_MAX];
+	memcpy(name, host_start, name_len);
+	name[name_len] = '\0';
+	if (bracketed) {
+		/* The one spelling inet_ntop gives, so that the endpoint table
+		 * holds one entry per address. */
+		struct in6_addr addr;
+		if (inet_pton(AF_INET6, name, &addr) != 1 ||
+		    !inet_ntop(AF_INET6, &addr, name, sizeof name))
+			return DM_ERR_INVALID;
+	} else {
+		for (char *c = name; *c; c++) {
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+			else if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+			           *c == '.' || *c == '-'))
+				return DM_ERR_INVALID;
+		}
+	}
+	size_t out_len = strlen(name);
+	if (out_len >= host_len)
+		return DM_ERR_INVALID;
+	memcpy(host, name, out_len + 1);
+	*port = (int)value;
+	*tls = secure;
+	return DM_OK;
+}
+
+/* "HOST:PORT" with an IPv6 host in brackets, as the summary names endpoints. */
+static void endpoint_text(const struct endpoint *e, char *out, size_t out_len)
+{
+	if (strchr(e->host, ':'))
+		snprintf(out, out_len, "[%s]:%d", e->host, e->port);
+	else
+		snprintf(out, out_len, "%s:%d", e->host, e->port);
+}
+
+/* The index of endpoint (host, port) in the agent's table, added if new.
+ * The table only grows by redirects that passed the topology, so it stays
+ * as small as the topology. */
+static int endpoint_intern(struct agent *a, const char *host, int port, size_t *index)
+{
+	for (size_t i = 0; i < a->endpoint_count; i++) {
+		if (a->endpoints[i].port == port && strcmp(a->endpoints[i].host, host) == 0) {
+			*index = i;
+			return DM_OK;
+		}
+	}
+	if (strlen(host) >= HOST_MAX)
+		return DM_ERR_INVALID;
+	if (a->endpoint_count == a->endpoint_cap) {
+		size_t cap = a->endpoint_cap ? a->endpoint_cap * 2 : 4;
+		struct endpoint *grown = dm_realloc(a->endpoints, cap * sizeof *grown);
+		if (!grown)
+			return DM_ERR_NOMEM;
+		a->endpoints = grown;
+		a->endpoint_cap = cap;
+	}
+	struct endpoint *e = &a->endpoints[a->endpoint_count];
+	snprintf(e->host, sizeof e->host, "%s", host);
+	e->port = port;
+	*index = a->endpoint_count++;
+	return DM_OK;
+}
+
+/* A Server Reference comes from whoever answered: only printable ASCII of it,
+ * and not much, reaches the log. */
+static void printable(const char *text, char *out, size_t out_len)
+{
+	size_t n = 0;
+	for (; text && *text && n + 1 < out_len; text++)
+		out[n++] = *text >= 0x20 && *text < 0x7F ? *text : '?';
+	out[n] = '\0';
+}
+
+/* Whether the vehicle may follow `reference` (agent.h, Residency): -1 when
+ * it may, with host and port set to the endpoint, else the refusal. The
+ * topology is asked before anything of the reference is used, so a
+ * reference it does not list is never even parsed for connecting. */
+static int redirect_verdict(const struct agent *a, const struct vehicle *v, const char *reference,
+                            char *host, size_t host_len, int *port)
+{
+	const struct agent_config *c = a->config;
+	if (!reference || !*reference)
+		return AGENT_REDIRECT_NO_REFERENCE;
+	if (!v->home)
+		return AGENT_REDIRECT_NO_HOME;
+	if (!c->topology)
+		return AGENT_REDIRECT_NO_TOPOLOGY;
+	if (topology_endpoint_allowed(c->topology, v->home, reference) != 1)
+		return AGENT_REDIRECT_NOT_IN_TOPOLOGY;
+	int tls = 0;
+	if (agent_parse_mqtt_url(reference, host, host_len, port, &tls) != DM_OK || tls)
+		return AGENT_REDIRECT_UNSUPPORTED_SCHEME;
+	if (v->redirects >= c->max_redirects)
+		return AGENT_REDIRECT_TOO_MANY;
+	return -1;
+}
+
+/* A CONNACK 0x9C/0x9D (MQTT 5). Either points the vehicle at the Server
+ * Reference and marks it `redirected` (the loop reconnects it at once), or
+ * counts why not and stops the vehicle for good. */
+static void connack_redirect(struct agent *a, struct vehicle *v, int reason,
+                             const mosquitto_property *props)
+{
+	char *reference = NULL;
+	mosquitto_property_read_string(props, MQTT_PROP_SERVER_REFERENCE, &reference, false);
+	char host[HOST_MAX], from[AGENT_ENDPOINT_LEN];
+	int port = 0;
+	endpoint_text(&a->endpoints[v->target], from, sizeof from);
+	int verdict = redirect_verdict(a, v, reference, host, sizeof host, &port);
+	size_t index = 0;
+	if (verdict < 0) {
+		int rc = endpoint_intern(a, host, port, &index);
+		if (rc == DM_ERR_NOMEM)
+			a->fatal = rc;
+		else if (rc != DM_OK)
+			verdict = AGENT_REDIRECT_UNSUPPORTED_SCHEME;
+	}
+	if (verdict < 0 && !a->fatal) {
+		v->target = index;
+		v->redirects++;
+		v->redirected = true;
+		v->refused_for_good = false;
+		a->result->redirects_followed++;
+		dm_info("agent: vehicle %s redirected by %s to %s", v->spec->vin, from, reference);
+	} else if (verdict >= 0) {
+		char shown[LOG_REFERENCE_MAX];
+		printable(reference, shown, sizeof shown);
+		a->result->connect_refused_by_reason[reason & 0xFF]++;
+		a->result->redirects_refused[verdict]++;
+		v->refused_for_good = true;
+		dm_warn("agent: vehicle %s: redirect by %s (reason 0x%02x) to '%s' refused: %s, "
+		        "not retrying",
+		        v->spec->vin, from, reason, shown, redirect_refusal_names[verdict]);
+		v->warned = true;
+	}
+	free(reference); /* libmosquitto allocates it with malloc */
+}
+
+/* A refused CONNACK. Counted by the code the broker sent; a redirect
+ * (connack_redirect) only when it is not followed. */
 static void connack_refused(struct agent *a, struct vehicle *v, int reason,
                             const mosquitto_property *props)
 {
+	if (a->config->protocol == 5 &&
+	    (reason == MQTT_RC_SERVER_MOVED || reason == MQTT_RC_USE_ANOTHER_SERVER)) {
+		connack_redirect(a, v, reason, props);
+		return;
+	}
 	a->result->connect_refused_by_reason[reason & 0xFF]++;
 	int as_v5 = a->config->protocol == 5 ? reason : v311_as_v5(reason);
 	v->refused_for_good = refusal_is_final(as_v5);
@@ -548,6 +803,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int reason, int flags,
 	}
 	v->state = CONN_CONNECTED;
 	v->ever_connected = true;
+	v->connected_at = v->target;
 	v->backoff_ms = 0;
 	a->connected_now++;
 	dm_debug("agent: vehicle %s connected", v->spec->vin);
@@ -630,11 +886,32 @@ static int vehicle_connect(struct agent *a, struct vehicle *v)
 	v->state = CONN_CONNECTING;
 	v->got_connack = false;
 	v->lost = false;
-	int rc = mosquitto_connect_bind_async(m, c->host, c->port, KEEPALIVE_S, NULL);
+	const struct endpoint *at = &a->endpoints[v->target];
+	int rc;
+	if (c->protocol == 5 && v->home) {
+		/* libmosquitto 2.0 sends CONNECT properties only through
+		 * mosquitto_connect_bind_v5, whose TCP connect blocks (there is no
+		 * asynchronous variant with properties): the loop waits for the
+		 * handshake, at once on a reachable host, up to the kernel's SYN
+		 * timeout on an unreachable one. The CONNACK still arrives
+		 * through the loop. */
+		mosquitto_property *props = NULL;
+		rc = mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "home",
+		                                        v->home);
+		if (rc == MOSQ_ERR_SUCCESS)
+			rc = mosquitto_connect_bind_v5(m, at->host, at->port, KEEPALIVE_S, NULL,
+			                               props);
+		mosquitto_property_free_all(&props);
+	} else {
+		rc = mosquitto_connect_bind_async(m, at->host, at->port, KEEPALIVE_S, NULL);
+	}
+	if (rc == MOSQ_ERR_NOMEM)
+		return DM_ERR_NOMEM;
 	if (rc != MOSQ_ERR_SUCCESS) {
+		char where[AGENT_ENDPOINT_LEN];
+		endpoint_text(at, where, sizeof where);
 		if (!v->warned)
-			dm_warn("agent: vehicle %s: cannot connect to %s:%d: %s", v->spec->vin,
-			        c->host, c->port,
+			dm_warn("agent: vehicle %s: cannot connect to %s: %s", v->spec->vin, where,
 			        rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
 		v->warned = true;
 		v->lost = true;
@@ -664,6 +941,14 @@ static void vehicle_lost(struct agent *a, struct vehicle *v, uint64_t now)
 	for (int i = 0; i < a->config->inflight; i++)
 		if (v->slots[i].used)
 			v->slots[i].needs_send = true;
+	if (v->redirected) {
+		/* Not a failure of the new endpoint: go there now. */
+		v->redirected = false;
+		v->state = CONN_IDLE;
+		v->backoff_ms = 0;
+		v->retry_at_ns = now;
+		return;
+	}
 	if (v->refused_for_good) {
 		v->state = CONN_FAILED;
 		return;
@@ -869,6 +1154,8 @@ static int vehicle_init(struct agent *a, struct vehicle *v, const struct agent_v
 	const struct agent_config *c = a->config;
 	v->agent = a;
 	v->spec = spec;
+	v->home = spec->home[0] ? spec->home : c->home;
+	v->target = 0; /* the broker */
 	snprintf(v->topic, sizeof v->topic, "v/%s/telemetry", spec->vin);
 	uint64_t seed = fnv1a(spec->vin) ^ (c->seed * 0x9E3779B97F4A7C15ull);
 	v->rng = seed | 1;
@@ -918,7 +1205,23 @@ void agent_config_default(struct agent_config *config)
 	    .seed = 1,
 	    .origin_lat_deg = 31.23,
 	    .origin_lon_deg = 121.47,
+	    .max_redirects = AGENT_DEFAULT_MAX_REDIRECTS,
 	};
+}
+
+/* ISO 3166 alpha-2 as the topology writes it: two capital letters. */
+static bool jurisdiction_valid(const char *code)
+{
+	return code && code[0] >= 'A' && code[0] <= 'Z' && code[1] >= 'A' && code[1] <= 'Z' &&
+	       code[2] == '\0';
+}
+
+static bool vehicle_homes_valid(const struct agent_config *c)
+{
+	for (size_t i = 0; i < c->vehicle_count; i++)
+		if (c->vehicles[i].home[0] && !jurisdiction_valid(c->vehicles[i].home))
+			return false;
+	return true;
 }
 
 static bool config_valid(const struct agent_config *c)
@@ -929,7 +1232,33 @@ static bool config_valid(const struct agent_config *c)
 	       c->inflight <= AGENT_MAX_INFLIGHT && (c->protocol == 5 || c->protocol == 4) &&
 	       (c->format == PAYLOAD_JSON || c->format == PAYLOAD_PROTOBUF) &&
 	       c->origin_lat_deg >= -85 && c->origin_lat_deg <= 85 && c->origin_lon_deg >= -180 &&
-	       c->origin_lon_deg <= 180;
+	       c->origin_lon_deg <= 180 && strlen(c->host) < HOST_MAX &&
+	       (!c->home || jurisdiction_valid(c->home)) && c->max_redirects >= 0 &&
+	       c->max_redirects <= AGENT_MAX_REDIRECTS_LIMIT && vehicle_homes_valid(c);
+}
+
+/* Counts where the vehicles that ever connected were last connected. */
+static void count_endpoints(const struct agent *a, struct agent_result *out)
+{
+	for (size_t i = 0; i < a->count; i++) {
+		const struct vehicle *v = &a->vehicles[i];
+		if (!v->ever_connected)
+			continue;
+		char text[AGENT_ENDPOINT_LEN];
+		endpoint_text(&a->endpoints[v->connected_at], text, sizeof text);
+		size_t k = 0;
+		while (k < out->endpoint_count && strcmp(out->by_endpoint[k].endpoint, text) != 0)
+			k++;
+		if (k == out->endpoint_count) {
+			if (k == AGENT_ENDPOINTS_MAX) {
+				out->endpoints_other++;
+				continue;
+			}
+			memcpy(out->by_endpoint[k].endpoint, text, sizeof text);
+			out->endpoint_count++;
+		}
+		out->by_endpoint[k].vehicles++;
+	}
 }
 
 /* A fleet needs three descriptors per vehicle (libmosquitto keeps a socket
@@ -989,6 +1318,9 @@ int agent_run(const struct agent_config *config, struct agent_result *out)
 		}
 	}
 	raise_fd_limit(a->count);
+	size_t broker = 0;
+	if ((status = endpoint_intern(a, config->host, config->port, &broker)) != DM_OK)
+		goto cleanup;
 
 	a->start_ns = dm_mono_ns();
 	a->start_wall_ms = dm_now_ms();
@@ -1010,6 +1342,7 @@ int agent_run(const struct agent_config *config, struct agent_result *out)
 
 	for (size_t i = 0; i < a->count; i++)
 		out->connected += a->vehicles[i].ever_connected;
+	count_endpoints(a, out);
 	uint64_t end = a->last_ack_ns > a->stopped_ns ? a->last_ack_ns : a->stopped_ns;
 	out->duration_s = (double)(end - a->start_ns) / 1e9;
 	out->puback_p50_ms = hist_percentile_ms(&a->latency, 0.50);
@@ -1022,6 +1355,7 @@ cleanup:
 			vehicle_free(a, &a->vehicles[i]);
 	dm_free(a->vehicles);
 	mosquitto_property_free_all(&a->publish_props);
+	dm_free(a->endpoints);
 	mosquitto_lib_cleanup();
 done:
 	dm_free(a);
@@ -1038,7 +1372,8 @@ static const char usage_text[] =
     "  --broker HOST:PORT    the MQTT server (default 127.0.0.1:1883)\n"
     "  --vin VIN             one vehicle: its VIN (client id and user name)...\n"
     "  --secret SECRET       ...and its password\n"
-    "  --fleet FILE          many vehicles: lines \"VIN SECRET [LAT LON]\", '#' comments\n"
+    "  --fleet FILE          many vehicles: lines \"VIN SECRET [LAT LON] [home=CC]\", '#'\n"
+    "                        comments; home=CC overrides --home for that vehicle\n"
     "  --origin LAT,LON      where vehicles without a position start (default 31.23,121.47)\n"
     "  --catalog PATH        the signal catalog (default " DM_DEFAULT_CATALOG ")\n"
     "  --rate HZ             samples per signal per second (default 1); with --flood, the\n"
@@ -1057,6 +1392,16 @@ static const char usage_text[] =
     "  --progress            a live progress line on stderr\n"
     "  --summary-json        one JSON object with the results on stdout at the end\n"
     "  --verbose             log every connection\n"
+    "\n"
+    "Residency:\n"
+    "  --home CC             the vehicles' home jurisdiction (ISO 3166 alpha-2, e.g. CN),\n"
+    "                        sent as the MQTT 5 CONNECT user property \"home\" (default:\n"
+    "                        none, nothing sent; MQTT 3.1.1 never sends it)\n"
+    "  --topology FILE       the sites of every jurisdiction (\"site CC ID MQTT_URL API_URL\"):\n"
+    "                        a redirect (CONNACK 0x9C/0x9D) is followed only to an MQTT_URL\n"
+    "                        of a site of the vehicle's home; without it, redirects are\n"
+    "                        refused and counted\n"
+    "  --max-redirects N     redirects a vehicle follows in one run (default 3, at most 100)\n"
     "\n"
     "Exit status: 0 when every vehicle connected and every batch was acknowledged,\n"
     "1 otherwise, 2 for a usage error.\n";
@@ -1077,7 +1422,7 @@ static void fleet_list_free(struct fleet_list *list)
 }
 
 static int fleet_list_add(struct fleet_list *list, const char *vin, const char *secret,
-                          int has_position, double lat, double lon)
+                          int has_position, double lat, double lon, const char *home)
 {
 	if (list->count == list->cap) {
 		size_t cap = list->cap ? list->cap * 2 : 16;
@@ -1093,13 +1438,16 @@ static int fleet_list_add(struct fleet_list *list, const char *vin, const char *
 		dm_free(secret_copy);
 		return DM_ERR_NOMEM;
 	}
-	list->items[list->count++] = (struct agent_vehicle){
+	struct agent_vehicle *item = &list->items[list->count++];
+	*item = (struct agent_vehicle){
 	    .vin = vin_copy,
 	    .secret = secret_copy,
 	    .has_position = has_position,
 	    .lat_deg = lat,
 	    .lon_deg = lon,
 	};
+	if (home)
+		snprintf(item->home, sizeof item->home, "%s", home);
 	return DM_OK;
 }
 
@@ -1171,17 +1519,24 @@ static int load_fleet(const char *path, struct fleet_list *list)
 		char *hash = strchr(line, '#');
 		if (hash)
 			*hash = '\0';
-		char *fields[5], *save = NULL;
+		/* One field more than a line may have, so that a surplus one is
+		 * seen rather than silently dropped. */
+		char *fields[6], *save = NULL;
 		int n = 0;
-		for (char *tok = strtok_r(line, " \t\r\n", &save); tok && n < 5;
+		for (char *tok = strtok_r(line, " \t\r\n", &save); tok && n < 6;
 		     tok = strtok_r(NULL, " \t\r\n", &save))
 			fields[n++] = tok;
 		if (n == 0)
 			continue;
+		const char *home = NULL;
+		if (n >= 3 && strncmp(fields[n - 1], "home=", 5) == 0)
+			home = fields[--n] + 5;
 		double lat = 0, lon = 0;
 		const char *what = NULL;
 		if (n != 2 && n != 4)
-			what = "expected VIN SECRET [LAT LON]";
+			what = "expected VIN SECRET [LAT LON] [home=CC]";
+		else if (home && !jurisdiction_valid(home))
+			what = "home= takes an ISO 3166 alpha-2 code in capitals, e.g. home=CN";
 		else if (!vin_valid(fields[0]))
 			what = "a VIN is 1 to 64 of A-Z a-z 0-9 . _ -";
 		else if (n == 4 && !parse_double(fields[2], -85, 85, &lat))
@@ -1193,7 +1548,7 @@ static int load_fleet(const char *path, struct fleet_list *list)
 			status = 2;
 			break;
 		}
-		if (fleet_list_add(list, fields[0], fields[1], n == 4, lat, lon) != DM_OK) {
+		if (fleet_list_add(list, fields[0], fields[1], n == 4, lat, lon, home) != DM_OK) {
 			fprintf(stderr, "domicile agent: out of memory reading %s\n", path);
 			status = 2;
 			break;
@@ -1229,13 +1584,38 @@ static json_t *reasons_json(const uint64_t counts[256], uint64_t other, const ch
 	return obj;
 }
 
+static json_t *redirects_refused_json(const struct agent_result *r)
+{
+	json_t *obj = json_object();
+	if (!obj)
+		return NULL;
+	/* Every reason, zeros too: a check can read any key without a default. */
+	for (int reason = 0; reason < AGENT_REDIRECT_REFUSAL_COUNT; reason++)
+		json_object_set_new(obj, redirect_refusal_names[reason],
+		                    json_integer((json_int_t)r->redirects_refused[reason]));
+	return obj;
+}
+
+static json_t *endpoints_json(const struct agent_result *r)
+{
+	json_t *obj = json_object();
+	if (!obj)
+		return NULL;
+	for (size_t i = 0; i < r->endpoint_count; i++)
+		json_object_set_new(obj, r->by_endpoint[i].endpoint,
+		                    json_integer((json_int_t)r->by_endpoint[i].vehicles));
+	if (r->endpoints_other)
+		json_object_set_new(obj, "other", json_integer((json_int_t)r->endpoints_other));
+	return obj;
+}
+
 static int print_summary_json(const struct agent_result *r)
 {
 	double per_s = r->duration_s > 0 ? (double)r->samples_acked / r->duration_s : 0.0;
 	double batches_per_s = r->duration_s > 0 ? (double)r->batches_acked / r->duration_s : 0.0;
 	json_t *obj = json_pack(
 	    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, "
-	    "s:o, s:o}",
+	    "s:o, s:o, s:I, s:o, s:o}",
 	    "vehicles", (json_int_t)r->vehicles, "connected", (json_int_t)r->connected,
 	    "batches_made", (json_int_t)r->batches_made, "batches_sent",
 	    (json_int_t)r->batches_sent, "batches_acked", (json_int_t)r->batches_acked,
@@ -1246,7 +1626,9 @@ static int print_summary_json(const struct agent_result *r)
 	    "batches_per_s", batches_per_s, "puback_p50_ms", r->puback_p50_ms, "puback_p99_ms",
 	    r->puback_p99_ms, "puback_max_ms", r->puback_max_ms, "refused_by_reason",
 	    reasons_json(r->refused_by_reason, 0, NULL), "connect_failures_by_reason",
-	    reasons_json(r->connect_refused_by_reason, r->connect_errors, "no_connack"));
+	    reasons_json(r->connect_refused_by_reason, r->connect_errors, "no_connack"),
+	    "redirects_followed", (json_int_t)r->redirects_followed, "redirects_refused",
+	    redirects_refused_json(r), "vehicles_by_endpoint", endpoints_json(r));
 	if (!obj)
 		return DM_ERR_NOMEM;
 	char *text = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -1280,6 +1662,9 @@ enum option_id {
 	OPT_PROGRESS,
 	OPT_SUMMARY_JSON,
 	OPT_VERBOSE,
+	OPT_HOME,
+	OPT_TOPOLOGY,
+	OPT_MAX_REDIRECTS,
 	OPT_HELP,
 };
 
@@ -1304,6 +1689,9 @@ static const struct option long_options[] = {
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"summary-json", no_argument, NULL, OPT_SUMMARY_JSON},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"home", required_argument, NULL, OPT_HOME},
+    {"topology", required_argument, NULL, OPT_TOPOLOGY},
+    {"max-redirects", required_argument, NULL, OPT_MAX_REDIRECTS},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -1322,6 +1710,7 @@ int agent_main(int argc, char **argv)
 	agent_config_default(&config);
 	char host[256];
 	const char *vin = NULL, *secret = NULL, *fleet = NULL, *catalog_path = DM_DEFAULT_CATALOG;
+	const char *topology_path = NULL;
 	bool summary_json = false;
 	uint64_t number;
 
@@ -1435,6 +1824,22 @@ int agent_main(int argc, char **argv)
 		case OPT_VERBOSE:
 			dm_log_set_level(DM_LOG_DEBUG);
 			break;
+		case OPT_HOME:
+			if (!jurisdiction_valid(optarg))
+				return usage_error("--home: expected an ISO 3166 alpha-2 code in "
+				                   "capitals (e.g. CN), got '%s'",
+				                   optarg);
+			config.home = optarg;
+			break;
+		case OPT_TOPOLOGY:
+			topology_path = optarg;
+			break;
+		case OPT_MAX_REDIRECTS:
+			if (!parse_u64(optarg, 0, AGENT_MAX_REDIRECTS_LIMIT, &number))
+				return usage_error("--max-redirects: expected 0 to 100, got '%s'",
+				                   optarg);
+			config.max_redirects = (int)number;
+			break;
 		case OPT_HELP:
 			fputs(usage_text, stdout);
 			return 0;
@@ -1458,7 +1863,7 @@ int agent_main(int argc, char **argv)
 			fleet_list_free(&list);
 			return status;
 		}
-	} else if (fleet_list_add(&list, vin, secret, 0, 0, 0) != DM_OK) {
+	} else if (fleet_list_add(&list, vin, secret, 0, 0, 0, NULL) != DM_OK) {
 		fputs("domicile agent: out of memory\n", stderr);
 		return 1;
 	}
@@ -1470,6 +1875,14 @@ int agent_main(int argc, char **argv)
 		fleet_list_free(&list);
 		return 2;
 	}
+	struct topology *topology = NULL;
+	if (topology_path && topology_load(topology_path, &topology, err, sizeof err) != DM_OK) {
+		fprintf(stderr, "domicile agent: %s\n", err);
+		catalog_free(catalog);
+		fleet_list_free(&list);
+		return 2;
+	}
+	config.topology = topology;
 
 	config.host = host;
 	config.vehicles = list.items;
@@ -1505,6 +1918,12 @@ int agent_main(int argc, char **argv)
 		        result->batches_sent, result->batches_acked, result->batches_refused, per_s,
 		        result->duration_s, result->puback_p50_ms, result->puback_p99_ms,
 		        result->puback_max_ms);
+		uint64_t refused_redirects = 0;
+		for (int reason = 0; reason < AGENT_REDIRECT_REFUSAL_COUNT; reason++)
+			refused_redirects += result->redirects_refused[reason];
+		if (result->redirects_followed || refused_redirects)
+			dm_info("agent: redirects followed %" PRIu64 ", refused %" PRIu64,
+			        result->redirects_followed, refused_redirects);
 		if (summary_json && print_summary_json(result) != DM_OK)
 			fputs("domicile agent: out of memory writing the summary\n", stderr);
 		if (result->connected == result->vehicles &&
@@ -1512,6 +1931,7 @@ int agent_main(int argc, char **argv)
 			exit_code = 0;
 	}
 	dm_free(result);
+	topology_free(topology);
 	catalog_free(catalog);
 	fleet_list_free(&list);
 	return exit_code;

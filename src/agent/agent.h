@@ -88,10 +88,10 @@ struct agent_config {
 	uint64_t seq_start;
 	uint64_t seed; /* mixed with each VIN to seed its route */
 	double origin_lat_deg, origin_lon_deg;
-	int progress; /* a live progress line on stderr */
+	int progress;     /* a live progress line on stderr */
 	const char *home; /* ISO 3166 alpha-2 for vehicles without their own; NULL: none */
 	const struct topology *topology; /* where redirects may lead; NULL: never followed */
-	int max_redirects; /* redirects a vehicle follows in one run, 0..AGENT_MAX_REDIRECTS_LIMIT */
+	int max_redirects; /* followed by a vehicle in one run, 0..AGENT_MAX_REDIRECTS_LIMIT */
 };
 
 /* Fills config with the defaults of the command line (no vehicles, no
@@ -101,12 +101,12 @@ void agent_config_default(struct agent_config *config);
 /* Why a vehicle did not follow a redirect (CONNACK 0x9C/0x9D); the names
  * are the keys of "redirects_refused" in the summary. */
 enum agent_redirect_refusal {
-	AGENT_REDIRECT_NOT_IN_TOPOLOGY,   /* "redirect_not_in_topology" */
-	AGENT_REDIRECT_TOO_MANY,          /* "too_many_redirects" */
-	AGENT_REDIRECT_NO_REFERENCE,      /* "redirect_without_reference" */
-	AGENT_REDIRECT_UNSUPPORTED_SCHEME,/* "redirect_unsupported_scheme": mqtts:// (TLS comes later) */
-	AGENT_REDIRECT_NO_HOME,           /* "redirect_without_home": nothing to check it against */
-	AGENT_REDIRECT_NO_TOPOLOGY,       /* "redirect_without_topology": no --topology given */
+	AGENT_REDIRECT_NOT_IN_TOPOLOGY,    /* "redirect_not_in_topology" */
+	AGENT_REDIRECT_TOO_MANY,           /* "too_many_redirects" */
+	AGENT_REDIRECT_NO_REFERENCE,       /* "redirect_without_reference" */
+	AGENT_REDIRECT_UNSUPPORTED_SCHEME, /* "redirect_unsupported_scheme": mqtts (TLS later) */
+	AGENT_REDIRECT_NO_HOME,            /* "redirect_without_home": nothing to check against */
+	AGENT_REDIRECT_NO_TOPOLOGY,        /* "redirect_without_topology": no --topology */
 	AGENT_REDIRECT_REFUSAL_COUNT
 };
 
