@@ -1,56 +1,169 @@
 #!/bin/bash
-# The demo: one node in a temporary directory, a small fleet of simulated
-# cars driving around Shanghai for a few seconds, then what the node stored
-# per vehicle and signal. Everything is stopped and removed at the end.
-set -euo pipefail
+# The demo: two jurisdictions, CN and DE, one node each, sharing one
+# topology. Cars sold in each drive for a while; some roam in the other
+# country (their data still goes home), some are configured with the other
+# country's endpoint at first (they are sent home before a byte is read).
+# Then both residency reports side by side, and a check of every promise
+# the demo can see. Exits 0 only if all held; removes everything it made.
+set -uo pipefail
 : "${DOMICILE:?DOMICILE must name the domicile binary}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/domicile-demo.XXXXXX")
-NODE_PID=
+PIDS=()
 cleanup() {
-	[ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 . "$(dirname "$0")/lib-node.sh"
 
-VEHICLES=${DEMO_VEHICLES:-5}
-SECONDS_TO_DRIVE=${DEMO_SECONDS:-8}
+SECONDS_TO_DRIVE=${DEMO_SECONDS:-20}
+bold() { if [ -t 1 ]; then printf '\033[1m%s\033[0m\n' "$*"; else echo "$*"; fi; }
 
-echo "== starting a node for jurisdiction CN, site cn-demo-1 (data in $WORK)"
-node_start cn CN cn-demo-1 "flush_interval_ms 2000"
-echo "   MQTT on 127.0.0.1:$MQTT_PORT, API on 127.0.0.1:$API_PORT"
+bold "== Two jurisdictions, one node each"
+CN_MQTT=$(free_port) CN_API=$(free_port) DE_MQTT=$(free_port) DE_API=$(free_port)
+cat >"$WORK/topology" <<TOPO
+# The topology every node and every car reads: one line per site.
+site CN cn-shanghai-1 mqtt://127.0.0.1:$CN_MQTT http://127.0.0.1:$CN_API
+site DE de-frankfurt-1 mqtt://127.0.0.1:$DE_MQTT http://127.0.0.1:$DE_API
+TOPO
+sed 's/^/   /' "$WORK/topology"
+NODE_MQTT_PORT=$CN_MQTT NODE_API_PORT=$CN_API node_start cn CN cn-shanghai-1 \
+	"topology $WORK/topology" || exit 1
+PIDS+=("$NODE_PID") CN_TOKEN=$TOKEN
+NODE_MQTT_PORT=$DE_MQTT NODE_API_PORT=$DE_API node_start de DE de-frankfurt-1 \
+	"topology $WORK/topology" || exit 1
+PIDS+=("$NODE_PID") DE_TOKEN=$TOKEN
 
-echo "== registering $VEHICLES vehicles sold in China"
-register_fleet CN LSVAU218 "$VEHICLES" "$WORK/fleet.txt"
-awk '{print "   " $1}' "$WORK/fleet.txt"
+# fleet HOME PREFIX COUNT: registers COUNT cars at their home site.
+fleet() {
+	local api_var=${1}_API token_var=${1}_TOKEN
+	API_PORT=${!api_var} TOKEN=${!token_var} register_fleet "$1" "$2" "$3" "$WORK/$1.all" ||
+		{ echo "registering the $1 fleet failed" >&2; exit 1; }
+}
+bold "== Registering cars at their home sites: 6 sold in China, 4 in Germany"
+fleet CN LSVAU218 6
+fleet DE WVWZZZ1J 4
+SHANGHAI="31.23 121.47" FRANKFURT="50.11 8.68"
+# Each car: where it drives, and which endpoint it was configured with.
+#   CN 1-2 at home; CN 3-4 roaming in Germany (still send to CN);
+#   CN 5-6 configured with the DE endpoint (sent home by DE).
+#   DE 1 at home; DE 2 roaming in China; DE 3-4 configured with CN's endpoint.
+split_fleet() { # HOME FILE-OF-LINES LINES POSITION
+	sed -n "$3p" "$WORK/$1.all" | sed "s/\$/ $4 home=$1/" >>"$WORK/$2"
+}
+split_fleet CN cn-home 1,2 "$SHANGHAI"
+split_fleet CN cn-home 3,4 "$FRANKFURT"
+split_fleet CN cn-misdirected 5,6 "$SHANGHAI"
+split_fleet DE de-home 1 "$FRANKFURT"
+split_fleet DE de-home 2 "$SHANGHAI"
+split_fleet DE de-misdirected 3,4 "$FRANKFURT"
+printf '   %-17s %-4s %-10s %s\n' VIN HOME "DRIVES IN" "FIRST CONNECTS TO"
+for f in cn-home cn-misdirected de-home de-misdirected; do
+	while read -r vin _ lat _ home; do
+		where=$([ "${lat%%.*}" = 31 ] && echo China || echo Germany)
+		case $f in
+		cn-home | de-home) to=${home#home=} ;;
+		cn-misdirected) to="DE (wrong)" ;;
+		de-misdirected) to="CN (wrong)" ;;
+		esac
+		printf '   %-17s %-4s %-10s %s\n' "$vin" "${home#home=}" "$where" "$to"
+	done <"$WORK/$f"
+done
 
-echo "== driving for $SECONDS_TO_DRIVE s: 10 samples per signal per second, QoS 1 batches"
-"$DOMICILE" agent --broker "127.0.0.1:$MQTT_PORT" --fleet "$WORK/fleet.txt" --rate 10 \
-	--batch 50 --duration "$SECONDS_TO_DRIVE" --format json --progress --summary-json \
-	>"$WORK/agent.json"
-echo
-jq -r '"   agent: \(.batches_acked) batches acknowledged, \(.batches_refused) refused, \(.samples_acked) samples, PUBACK p50 \(.puback_p50_ms) ms, p99 \(.puback_p99_ms) ms"' "$WORK/agent.json"
+bold "== Driving for $SECONDS_TO_DRIVE s (5 samples per signal per second, QoS 1 batches of 50)"
+drive() { # FLEET BROKER-PORT
+	"$DOMICILE" agent --broker "127.0.0.1:$2" --fleet "$WORK/$1" --topology "$WORK/topology" \
+		--rate 5 --batch 50 --duration "$SECONDS_TO_DRIVE" --format protobuf --summary-json \
+		>"$WORK/$1.json" 2>"$WORK/$1.agent.log" &
+	AGENTS+=($!)
+}
+AGENTS=()
+drive cn-home "$CN_MQTT"
+drive cn-misdirected "$DE_MQTT"
+drive de-home "$DE_MQTT"
+drive de-misdirected "$CN_MQTT"
+PIDS+=("${AGENTS[@]}")
 
-echo "== what the node stored"
-signals=$(grep -v '^#' "$REPO/catalog/signals.catalog" | awk 'NF {print $1}')
-printf '   %-17s  %-58s %7s  %s\n' VIN SIGNAL SAMPLES LATEST
-total=0
-while read -r vin _; do
-	latest=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API_PORT/v1/vehicles/$vin/latest")
-	for sig in $signals; do
-		count=$(curl -sf -H "Authorization: Bearer $TOKEN" \
-			"http://127.0.0.1:$API_PORT/v1/vehicles/$vin/samples?signal=$sig" | jq '.samples | length')
-		[ "$count" -eq 0 ] && continue
-		value=$(echo "$latest" | jq -r --arg s "$sig" '.signals[$s] | "\(.value) \(.unit)"')
-		printf '   %-17s  %-58s %7d  %s\n' "$vin" "$sig" "$count" "$value"
-		total=$((total + count))
+metric() { # PORT TOKEN NAME
+	curl -sf -H "Authorization: Bearer $2" "http://127.0.0.1:$1/metrics" |
+		awk -v m="$3" '$1 == m {print $2}'
+}
+progress() {
+	for site in CN DE; do
+		api_var=${site}_API token_var=${site}_TOKEN
+		printf '   %s  vehicles connected %3s   samples stored %7s   sent home %2s   refused %2s\n' \
+			"$site" "$(metric "${!api_var}" "${!token_var}" domicile_mqtt_connections_open)" \
+			"$(metric "${!api_var}" "${!token_var}" domicile_samples_accepted_total)" \
+			"$(metric "${!api_var}" "${!token_var}" 'domicile_connections_refused_total{reason="redirected_home"}')" \
+			"$(metric "${!api_var}" "${!token_var}" 'domicile_connections_refused_total{reason="unknown_vehicle"}')"
 	done
-done <"$WORK/fleet.txt"
+}
+first=1
+while kill -0 "${AGENTS[@]}" 2>/dev/null; do
+	if [ -t 1 ]; then
+		[ $first = 1 ] || printf '\033[2A'
+		progress
+		sleep 0.5
+	else
+		progress
+		sleep 5
+	fi
+	first=0
+done
+for pid in "${AGENTS[@]}"; do wait "$pid"; done
+[ -t 1 ] && printf '\033[2A' && progress
 
-acked=$(jq .samples_acked "$WORK/agent.json")
-echo "== $total samples stored, $acked acknowledged to the vehicles"
-if [ "$total" -ne "$acked" ]; then
-	echo "!! the node stored a different number of samples than it acknowledged" >&2
-	exit 1
+bold "== Residency reports"
+report() { # SITE
+	local api_var=${1}_API
+	"$DOMICILE" residency report --api "127.0.0.1:${!api_var}" \
+		--token-file "$WORK/$(echo "$1" | tr A-Z a-z)/admin.token" >"$WORK/$1.report.txt"
+	"$DOMICILE" residency report --api "127.0.0.1:${!api_var}" \
+		--token-file "$WORK/$(echo "$1" | tr A-Z a-z)/admin.token" --json >"$WORK/$1.report.json"
+}
+report CN
+report DE
+paste -d'|' "$WORK/CN.report.txt" "$WORK/DE.report.txt" |
+	awk -F'|' '{printf "%-88s %s\n", $1, $2}'
+
+bold "== Checking the promises"
+failed=0
+check() { # DESCRIPTION CONDITION...
+	local what=$1
+	shift
+	if "$@"; then echo "   ok    $what"; else echo "   FAIL  $what"; failed=1; fi
+}
+json() { jq -r "$2" "$WORK/$1"; }
+sum_acked() { echo $(($(json "$1.json" .samples_acked) + $(json "$2.json" .samples_acked))); }
+stored() { json "$1.report.json" '.stored.samples + .stored.samples_in_memory'; }
+only_home() { [ "$(json "$1.report.json" '.vehicles_by_home | keys | join(",")')" = "$1" ]; }
+equal() { [ "$1" = "$2" ]; }
+no_vin_of() { # FLEET-FILE DIR LOG: none of the fleet's VINs in any file there
+	! grep -rqa -F -f <(awk '{print $1}' "$WORK/$1") "$WORK/$2" "$WORK/$3"
+}
+check "CN self-check: every vehicle in the CN store has its home in CN" \
+	equal "$(json CN.report.json .self_check.passed)" true
+check "DE self-check: every vehicle in the DE store has its home in DE" \
+	equal "$(json DE.report.json .self_check.passed)" true
+check "the CN store holds only CN cars" only_home CN
+check "the DE store holds only DE cars" only_home DE
+check "every batch sent was acknowledged (no refusals)" equal \
+	"$(jq -s 'map(.batches_sent - .batches_acked + .batches_refused) | add' "$WORK"/*-home.json "$WORK"/*-misdirected.json)" 0
+check "every sample of a CN car was stored once, in CN ($(sum_acked cn-home cn-misdirected))" \
+	equal "$(stored CN)" "$(sum_acked cn-home cn-misdirected)"
+check "every sample of a DE car was stored once, in DE ($(sum_acked de-home de-misdirected))" \
+	equal "$(stored DE)" "$(sum_acked de-home de-misdirected)"
+check "DE sent the 2 misdirected CN cars home, and they followed" equal \
+	"$(json DE.report.json .foreign_connections.redirected) $(json cn-misdirected.json .redirects_followed)" "2 2"
+check "CN sent the 2 misdirected DE cars home, and they followed" equal \
+	"$(json CN.report.json .foreign_connections.redirected) $(json de-misdirected.json .redirects_followed)" "2 2"
+check "no CN VIN in any file of the DE node, nor in its log" no_vin_of CN.all de de.log
+check "no DE VIN in any file of the CN node, nor in its log" no_vin_of DE.all cn cn.log
+echo
+if [ $failed = 0 ]; then
+	bold "All promises held. Stopping both nodes and removing $WORK."
+else
+	bold "Some promise did not hold (see FAIL above)."
 fi
-echo "== every acknowledged sample is stored exactly once. Stopping the node."
+exit $failed

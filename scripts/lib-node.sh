@@ -4,8 +4,21 @@
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
+# free_port: a loopback port nothing listens on now (for configs that must
+# name their ports in advance, such as a topology).
+free_port() {
+	local port
+	while :; do
+		port=$((20000 + RANDOM % 40000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+		echo "$port"
+		return
+	done
+}
+
 # node_start NAME JURISDICTION SITE [EXTRA CONFIG LINES]: starts a node with
-# data in $WORK/NAME and sets NODE_PID, MQTT_PORT, API_PORT, TOKEN.
+# data in $WORK/NAME and sets NODE_PID, MQTT_PORT, API_PORT, TOKEN. The
+# listeners take free ports unless NODE_MQTT_PORT / NODE_API_PORT say.
 node_start() {
 	local name=$1 log="$WORK/$1.log"
 	mkdir -p "$WORK/$name"
@@ -13,8 +26,8 @@ node_start() {
 		echo "jurisdiction $2"
 		echo "site $3"
 		echo "data_dir $WORK/$name"
-		echo "mqtt_listen 127.0.0.1:0"
-		echo "api_listen 127.0.0.1:0"
+		echo "mqtt_listen 127.0.0.1:${NODE_MQTT_PORT:-0}"
+		echo "api_listen 127.0.0.1:${NODE_API_PORT:-0}"
 		echo "catalog $REPO/catalog/signals.catalog"
 		[ -n "${4:-}" ] && printf '%s\n' "$4"
 	} >"$WORK/$name.conf"

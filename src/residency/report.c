@@ -145,9 +145,11 @@ void residency_report_print(const json_t *report, FILE *out)
 			(long long)int_at(counts, "refused", NULL));
 	int passed = json_is_true(json_object_get(check, "passed"));
 	fprintf(out, "\n  self-check: %s (%lld vehicles, %lld blocks scanned)\n",
-		passed ? "PASSED, every stored vehicle's home is this jurisdiction" : "FAILED",
-		(long long)int_at(check, "vehicles_checked", NULL),
+		passed ? "PASSED" : "FAILED", (long long)int_at(check, "vehicles_checked", NULL),
 		(long long)int_at(check, "blocks_checked", NULL));
+	if (passed)
+		fprintf(out, "    every stored vehicle's home is %s\n",
+			json_string_value(json_object_get(report, "jurisdiction")));
 	size_t i;
 	const json_t *violation;
 	json_array_foreach(json_object_get(check, "violations"), i, violation)

@@ -8,6 +8,8 @@
 set -u
 : "${DOMICILE:?DOMICILE must name the domicile binary}"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# free_port and vin_for are shared with the demo and the benchmarks.
+. "$REPO/scripts/lib-node.sh"
 TEST_NAME=$(basename "$0" .sh)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/domicile-$TEST_NAME.XXXXXX")
 PIDS=()
@@ -72,18 +74,6 @@ api_listen 127.0.0.1:0
 catalog $REPO/catalog/signals.catalog
 flush_interval_ms ${FLUSH_MS:-500}
 CONF
-}
-
-# free_port: a loopback port nothing listens on now (for configs that must
-# name their ports in advance, such as a topology).
-free_port() {
-	local port
-	while :; do
-		port=$((20000 + RANDOM % 40000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
-		echo "$port"
-		return
-	done
 }
 
 # start_node NAME: starts the node of $WORK/NAME.conf and waits until it
