@@ -21,7 +21,7 @@ SECONDS_TO_DRIVE=${DEMO_SECONDS:-20}
 bold() { if [ -t 1 ]; then printf '\033[1m%s\033[0m\n' "$*"; else echo "$*"; fi; }
 
 bold "== Two jurisdictions, one node each"
-CN_MQTT=$(free_port) CN_API=$(free_port) DE_MQTT=$(free_port) DE_API=$(free_port)
+pick_ports CN_MQTT CN_API DE_MQTT DE_API
 cat >"$WORK/topology" <<TOPO
 # The topology every node and every car reads: one line per site.
 site CN cn-shanghai-1 mqtt://127.0.0.1:$CN_MQTT http://127.0.0.1:$CN_API

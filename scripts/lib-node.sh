@@ -4,15 +4,23 @@
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# free_port: a loopback port nothing listens on now (for configs that must
-# name their ports in advance, such as a topology).
-free_port() {
-	local port
-	while :; do
-		port=$((20000 + RANDOM % 40000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
-		echo "$port"
-		return
+# pick_ports VAR...: sets each VAR to a distinct loopback port that nothing
+# listens on now (for configs that must name their ports in advance, such
+# as a topology). Taken below the kernel's ephemeral range, so that no
+# client connection can be holding one by the time a node binds it.
+pick_ports() {
+	local low high port given=" "
+	read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+	[ "${low:-0}" -gt 11000 ] || low=32768
+	for var in "$@"; do
+		while :; do
+			port=$((10000 + RANDOM % (low - 10000)))
+			case $given in *" $port "*) continue ;; esac
+			(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+			break
+		done
+		given="$given$port "
+		printf -v "$var" '%s' "$port"
 	done
 }
 

@@ -8,7 +8,7 @@
 set -u
 : "${DOMICILE:?DOMICILE must name the domicile binary}"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-# free_port and vin_for are shared with the demo and the benchmarks.
+# pick_ports and vin_for are shared with the demo and the benchmarks.
 . "$REPO/scripts/lib-node.sh"
 TEST_NAME=$(basename "$0" .sh)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/domicile-$TEST_NAME.XXXXXX")

@@ -6,7 +6,7 @@
 # or a value only this car sent. A topology without the node's own site
 # stops the node.
 . "$(dirname "$0")/lib.sh"
-CN_MQTT=$(free_port) CN_API=$(free_port) DE_MQTT=$(free_port) DE_API=$(free_port)
+pick_ports CN_MQTT CN_API DE_MQTT DE_API
 cat >"$WORK/topology" <<TOPO
 # two jurisdictions, one site each
 site CN cn-test-1 mqtt://127.0.0.1:$CN_MQTT http://127.0.0.1:$CN_API
