@@ -48,7 +48,7 @@ static void test_route_sends_a_foreign_vehicle_to_its_home_site(void **state)
 static void test_route_sends_a_vehicle_to_the_other_site_of_its_jurisdiction(void **state)
 {
 	/* Find VINs whose home is each CN site; asked at the other, redirect. */
-	char vin[18];
+	char vin[32];
 	int redirected = 0, refused = 0;
 	for (int i = 0; i < 50; i++) {
 		snprintf(vin, sizeof vin, "LSVAU218X%08d", i);
