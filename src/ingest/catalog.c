@@ -43,6 +43,7 @@
 
 #include "util/alloc.h"
 #include "util/err.h"
+#include "util/file.h"
 
 /* A VSS path longer than this is a mistake, not a signal: the deepest paths
  * of VSS 4 are under 100 bytes. */
@@ -434,44 +435,11 @@ int catalog_parse(const char *name, const char *text, size_t len, struct catalog
 int catalog_load(const char *path, struct catalog **out, char *err, size_t err_len)
 {
 	*out = NULL;
-	FILE *file = fopen(path, "rb");
-	if (!file) {
-		say(err, err_len, "%s: cannot open: %s", path, strerror(errno));
-		return DM_ERR_IO;
-	}
-	char *text = NULL;
-	size_t len = 0, cap = 0;
-	int rc = DM_OK;
-	for (;;) {
-		if (len == cap) {
-			if (cap > CATALOG_MAX_FILE) {
-				say(err, err_len, "%s: larger than %u bytes", path,
-				    CATALOG_MAX_FILE);
-				rc = DM_ERR_TOO_LARGE;
-				break;
-			}
-			cap = cap ? cap * 2 : 16384;
-			char *grown = dm_realloc(text, cap);
-			if (!grown) {
-				say(err, err_len, "%s: out of memory", path);
-				rc = DM_ERR_NOMEM;
-				break;
-			}
-			text = grown;
-		}
-		size_t got = fread(text + len, 1, cap - len, file);
-		len += got;
-		if (got == 0) {
-			if (ferror(file)) {
-				say(err, err_len, "%s: cannot read: %s", path, strerror(errno));
-				rc = DM_ERR_IO;
-			}
-			break;
-		}
-	}
-	fclose(file);
+	struct dm_buf text = {0};
+	int rc = dm_read_file(path, CATALOG_MAX_FILE, &text, err, err_len);
 	if (rc == DM_OK)
-		rc = catalog_parse(path, text ? text : "", len, out, err, err_len);
-	dm_free(text);
+		rc = catalog_parse(path, text.data ? (const char *)text.data : "", text.len, out,
+				   err, err_len);
+	dm_buf_free(&text);
 	return rc;
 }

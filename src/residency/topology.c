@@ -54,6 +54,7 @@
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/file.h"
 
 /* Longest value quoted back in a message; the rest becomes "...". */
 #define EXCERPT_MAX 64
@@ -127,16 +128,6 @@ __attribute__((format(printf, 2, 3))) static int fail(struct parser *ps, const c
 	format_err(ps->err, ps->err_len, ps->name, ps->line_no, fmt, ap);
 	va_end(ap);
 	return DM_ERR_INVALID;
-}
-
-/* Reports a problem of a file that has no parser (yet). */
-__attribute__((format(printf, 4, 5))) static void fail_file(const char *name, char *err,
-							   size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	format_err(err, err_len, name, 0, fmt, ap);
-	va_end(ap);
 }
 
 /* The validators below write what is wrong, without file and line, into
@@ -526,48 +517,10 @@ int topology_parse(const char *name, const char *text, size_t len, struct topolo
 int topology_load(const char *path, struct topology **out, char *err, size_t err_len)
 {
 	struct dm_buf text = {0};
-	char reason[128];
-	int rc = DM_OK;
 	*out = NULL;
 	if (err && err_len)
 		err[0] = '\0';
-
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fail_file(path, err, err_len, "cannot open: %s",
-			  strerror_r(errno, reason, sizeof reason));
-		return DM_ERR_IO;
-	}
-	for (;;) {
-		/* Read one byte past the limit to tell "at the limit" from "over". */
-		if (text.len > TOPOLOGY_FILE_MAX) {
-			fail_file(path, err, err_len, "file is larger than %d bytes",
-				  TOPOLOGY_FILE_MAX);
-			rc = DM_ERR_TOO_LARGE;
-			break;
-		}
-		size_t want = TOPOLOGY_FILE_MAX + 1 - text.len;
-		if (want > 65536)
-			want = 65536;
-		rc = dm_buf_reserve(&text, want);
-		if (rc) {
-			fail_file(path, err, err_len, "out of memory reading the file");
-			break;
-		}
-		ssize_t got = read(fd, text.data + text.len, want);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			fail_file(path, err, err_len, "cannot read: %s",
-				  strerror_r(errno, reason, sizeof reason));
-			rc = DM_ERR_IO;
-			break;
-		}
-		if (got == 0)
-			break;
-		text.len += (size_t)got;
-	}
-	close(fd);
+	int rc = dm_read_file(path, TOPOLOGY_FILE_MAX, &text, err, err_len);
 	if (rc == DM_OK)
 		rc = topology_parse(path, (const char *)text.data, text.len, out, err, err_len);
 	dm_buf_free(&text);

@@ -28,6 +28,7 @@
 
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #ifndef DM_DEFAULT_CATALOG
@@ -513,48 +514,10 @@ int node_config_parse(const char *name, const char *text, size_t len, struct nod
 int node_config_load(const char *path, struct node_config *config, char *err, size_t err_len)
 {
 	struct dm_buf text = {0};
-	char reason[128];
-	int rc = DM_OK;
 	node_config_defaults(config);
 	if (err && err_len)
 		err[0] = '\0';
-
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fail_file(path, err, err_len, "cannot open: %s",
-			  strerror_r(errno, reason, sizeof reason));
-		return DM_ERR_IO;
-	}
-	for (;;) {
-		/* Read one byte past the limit to tell "at the limit" from "over". */
-		if (text.len > NODE_CONFIG_FILE_MAX) {
-			fail_file(path, err, err_len, "file is larger than %d bytes",
-				  NODE_CONFIG_FILE_MAX);
-			rc = DM_ERR_TOO_LARGE;
-			break;
-		}
-		size_t want = NODE_CONFIG_FILE_MAX + 1 - text.len;
-		if (want > 65536)
-			want = 65536;
-		rc = dm_buf_reserve(&text, want);
-		if (rc) {
-			fail_file(path, err, err_len, "out of memory reading the file");
-			break;
-		}
-		ssize_t got = read(fd, text.data + text.len, want);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			fail_file(path, err, err_len, "cannot read: %s",
-				  strerror_r(errno, reason, sizeof reason));
-			rc = DM_ERR_IO;
-			break;
-		}
-		if (got == 0)
-			break;
-		text.len += (size_t)got;
-	}
-	close(fd);
+	int rc = dm_read_file(path, NODE_CONFIG_FILE_MAX, &text, err, err_len);
 	if (rc == DM_OK)
 		rc = node_config_parse(path, (const char *)text.data, text.len, config, err,
 				       err_len);

@@ -1,0 +1,51 @@
+#include "util/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/err.h"
+
+int dm_read_file(const char *path, size_t max, struct dm_buf *out, char *err, size_t err_len)
+{
+	size_t start = out->len;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+		return DM_ERR_IO;
+	}
+	int rc = DM_OK;
+	for (;;) {
+		/* Read one byte past the limit to tell "at the limit" from "over". */
+		if (out->len - start > max) {
+			snprintf(err, err_len, "%s: file is larger than %zu bytes", path, max);
+			rc = DM_ERR_TOO_LARGE;
+			break;
+		}
+		size_t want = max + 1 - (out->len - start);
+		if (want > 65536)
+			want = 65536;
+		if (dm_buf_reserve(out, want) != DM_OK) {
+			snprintf(err, err_len, "%s: out of memory reading the file", path);
+			rc = DM_ERR_NOMEM;
+			break;
+		}
+		ssize_t got = read(fd, out->data + out->len, want);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			snprintf(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+			rc = DM_ERR_IO;
+			break;
+		}
+		if (got == 0)
+			break;
+		out->len += (size_t)got;
+	}
+	close(fd);
+	if (rc)
+		out->len = start;
+	return rc;
+}
