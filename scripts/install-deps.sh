@@ -5,7 +5,7 @@
 set -eu
 PACKAGES="build-essential pkg-config libevent-dev libssl-dev libjansson-dev
 libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev
-libmosquitto-dev mosquitto-clients libcmocka-dev curl sqlite3 clang jq"
+libmosquitto-dev mosquitto-clients libcmocka-dev curl sqlite3 clang jq openssl"
 
 missing=""
 for p in $PACKAGES; do

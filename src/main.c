@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "crypto/pki_command.h"
 #include "node/node.h"
 #include "residency/command.h"
 
@@ -20,6 +21,7 @@ static int usage(FILE *out)
 		     "  node -c FILE     run a site's node (MQTT ingest, store, HTTP API)\n"
 		     "  agent [OPTIONS]  run simulated vehicles against a node (--help)\n"
 		     "  residency report print a node's residency report (--help)\n"
+		     "  pki ...          vehicle CA, certificates, revocation (no args: usage)\n"
 		     "  version          print the version\n");
 	return out == stderr ? 2 : 0;
 }
@@ -33,6 +35,8 @@ int main(int argc, char **argv)
 		return node_main(argc - 1, argv + 1);
 	if (strcmp(command, "agent") == 0)
 		return agent_main(argc - 1, argv + 1);
+	if (strcmp(command, "pki") == 0)
+		return pki_main(argc - 1, argv + 1);
 	if (strcmp(command, "residency") == 0)
 		return residency_main(argc - 1, argv + 1);
 	if (strcmp(command, "version") == 0) {
