@@ -106,26 +106,13 @@ static int is_upper(char c) { return c >= 'A' && c <= 'Z'; }
 static int is_alpha(char c) { return is_lower(c) || is_upper(c); }
 static char to_lower(char c) { return is_upper(c) ? (char)(c - 'A' + 'a') : c; }
 
-/* Writes "NAME:LINE: message" (or "NAME: message" when line is 0) into err,
- * truncated to err_len. */
-static void format_err(char *err, size_t err_len, const char *name, size_t line, const char *fmt,
-		       va_list ap)
-{
-	if (!err || err_len == 0)
-		return;
-	int used = line ? snprintf(err, err_len, "%s:%zu: ", name, line)
-			: snprintf(err, err_len, "%s: ", name);
-	if (used >= 0 && (size_t)used < err_len)
-		vsnprintf(err + used, err_len - (size_t)used, fmt, ap);
-}
-
 /* Reports a problem of the current line (or of the file when line_no is 0);
  * returns DM_ERR_INVALID so that callers can `return fail(...)`. */
 __attribute__((format(printf, 2, 3))) static int fail(struct parser *ps, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	format_err(ps->err, ps->err_len, ps->name, ps->line_no, fmt, ap);
+	dm_vformat_at(ps->err, ps->err_len, ps->name, ps->line_no, fmt, ap);
 	va_end(ap);
 	return DM_ERR_INVALID;
 }

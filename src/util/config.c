@@ -106,26 +106,13 @@ void node_config_defaults(struct node_config *config)
 	config->max_future_ms = 300000;
 }
 
-/* Writes "NAME:LINE: message" (or "NAME: message" when line is 0) into err,
- * truncated to err_len. */
-static void format_err(char *err, size_t err_len, const char *name, size_t line, const char *fmt,
-		       va_list ap)
-{
-	if (!err || err_len == 0)
-		return;
-	int used = line ? snprintf(err, err_len, "%s:%zu: ", name, line)
-			: snprintf(err, err_len, "%s: ", name);
-	if (used >= 0 && (size_t)used < err_len)
-		vsnprintf(err + used, err_len - (size_t)used, fmt, ap);
-}
-
 /* Reports a problem of the current line; returns DM_ERR_INVALID so that
  * validators can `return fail(...)`. */
 __attribute__((format(printf, 2, 3))) static int fail(struct parser *ps, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	format_err(ps->err, ps->err_len, ps->name, ps->line_no, fmt, ap);
+	dm_vformat_at(ps->err, ps->err_len, ps->name, ps->line_no, fmt, ap);
 	va_end(ap);
 	return DM_ERR_INVALID;
 }
@@ -136,7 +123,7 @@ __attribute__((format(printf, 4, 5))) static void fail_file(const char *name, ch
 {
 	va_list ap;
 	va_start(ap, fmt);
-	format_err(err, err_len, name, 0, fmt, ap);
+	dm_vformat_at(err, err_len, name, 0, fmt, ap);
 	va_end(ap);
 }
 

@@ -49,3 +49,14 @@ int dm_read_file(const char *path, size_t max, struct dm_buf *out, char *err, si
 		out->len = start;
 	return rc;
 }
+
+void dm_vformat_at(char *err, size_t err_len, const char *name, size_t line, const char *fmt,
+		   va_list ap)
+{
+	if (!err || err_len == 0)
+		return;
+	int used = line ? snprintf(err, err_len, "%s:%zu: ", name, line)
+			: snprintf(err, err_len, "%s: ", name);
+	if (used >= 0 && (size_t)used < err_len)
+		vsnprintf(err + used, err_len - (size_t)used, fmt, ap);
+}

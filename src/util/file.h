@@ -1,9 +1,11 @@
 /*
- * file.h — reading a small file (a config, a catalog, a topology) whole.
+ * file.h — reading a small file (a config, a catalog, a topology) whole, and
+ * the "FILE:LINE: what is wrong" form of the messages about it.
  */
 #ifndef DM_FILE_H
 #define DM_FILE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "util/buf.h"
@@ -13,5 +15,10 @@
  * "PATH: what is wrong" in err; on failure out is as it was. The caller
  * frees out with dm_buf_free. */
 int dm_read_file(const char *path, size_t max, struct dm_buf *out, char *err, size_t err_len);
+
+/* Writes "NAME:LINE: message" (or "NAME: message" when line is 0) into err,
+ * truncated to err_len; err may be NULL when err_len is 0. */
+void dm_vformat_at(char *err, size_t err_len, const char *name, size_t line, const char *fmt,
+		   va_list ap);
 
 #endif
