@@ -477,19 +477,14 @@ int node_config_parse(const char *name, const char *text, size_t len, struct nod
 		err[0] = '\0';
 	node_config_defaults(config);
 
-	size_t pos = 0;
-	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
-		pos = 3;
+	struct dm_lines lines;
+	const char *line;
+	size_t line_len;
 	int rc = DM_OK;
-	while (pos < len && rc == DM_OK) {
-		const char *start = text + pos;
-		const char *newline = memchr(start, '\n', len - pos);
-		size_t line_len = newline ? (size_t)(newline - start) : len - pos;
-		pos += line_len + (newline != NULL);
-		if (newline && line_len > 0 && start[line_len - 1] == '\r')
-			line_len--;
+	dm_lines_init(&lines, text, len);
+	while (rc == DM_OK && dm_lines_next(&lines, &line, &line_len)) {
 		ps.line_no++;
-		rc = parse_line(&ps, start, line_len);
+		rc = parse_line(&ps, line, line_len);
 	}
 	if (rc == DM_OK)
 		rc = check_required(&ps);

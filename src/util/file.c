@@ -60,3 +60,25 @@ void dm_vformat_at(char *err, size_t err_len, const char *name, size_t line, con
 	if (used >= 0 && (size_t)used < err_len)
 		vsnprintf(err + used, err_len - (size_t)used, fmt, ap);
 }
+
+void dm_lines_init(struct dm_lines *lines, const char *text, size_t len)
+{
+	lines->text = text;
+	lines->len = len;
+	lines->pos = len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+}
+
+int dm_lines_next(struct dm_lines *lines, const char **line, size_t *line_len)
+{
+	if (lines->pos >= lines->len)
+		return 0;
+	const char *start = lines->text + lines->pos;
+	const char *newline = memchr(start, '\n', lines->len - lines->pos);
+	size_t n = newline ? (size_t)(newline - start) : lines->len - lines->pos;
+	lines->pos += n + (newline != NULL);
+	if (newline && n > 0 && start[n - 1] == '\r')
+		n--;
+	*line = start;
+	*line_len = n;
+	return 1;
+}
