@@ -515,7 +515,7 @@ int node_main(int argc, char **argv)
 						  on_close};
 		rc = mqtt_server_new(node.base, &mo, &hooks, &node.mqtt);
 	}
-	if (rc == DM_OK)
+	if (rc == DM_OK && node.config.mqtt_listen[0])
 		rc = mqtt_server_listen(node.mqtt, node.config.mqtt_listen);
 	if (rc == DM_OK) {
 		struct api_options ao = {

@@ -50,6 +50,9 @@ enum value_kind {
 	VALUE_PATH,
 	VALUE_LISTEN,
 	VALUE_LOG_LEVEL,
+	VALUE_KEYSTORE,
+	VALUE_SWITCH,   /* on|off into an int field */
+	VALUE_LABEL,    /* a PKCS#11 label: printable, one word */
 	VALUE_SIZE,     /* size_t field */
 	VALUE_U16,      /* uint16_t field */
 	VALUE_UNSIGNED, /* unsigned field */
@@ -71,7 +74,8 @@ static const struct key_spec keys[] = {
 	{"jurisdiction", VALUE_JURISDICTION, 1, FIELD(jurisdiction), 0, 0},
 	{"site", VALUE_SITE, 1, FIELD(site), 0, 0},
 	{"data_dir", VALUE_PATH, 1, FIELD(data_dir), 0, 0},
-	{"mqtt_listen", VALUE_LISTEN, 1, FIELD(mqtt_listen), 0, 0},
+	{"mqtt_listen", VALUE_LISTEN, 0, FIELD(mqtt_listen), 0, 0},
+	{"mqtt_tls_listen", VALUE_LISTEN, 0, FIELD(mqtt_tls_listen), 0, 0},
 	{"api_listen", VALUE_LISTEN, 1, FIELD(api_listen), 0, 0},
 	{"catalog", VALUE_PATH, 0, FIELD(catalog), 0, 0},
 	{"topology", VALUE_PATH, 0, FIELD(topology), 0, 0},
@@ -81,6 +85,15 @@ static const struct key_spec keys[] = {
 	{"flush_interval_ms", VALUE_UNSIGNED, 0, FIELD(flush_interval_ms), 100, 3600000},
 	{"max_samples_per_batch", VALUE_SIZE, 0, FIELD(max_samples_per_batch), 1, 1000000},
 	{"max_future_ms", VALUE_I64, 0, FIELD(max_future_ms), 0, 86400000},
+	{"tls_cert", VALUE_PATH, 0, FIELD(tls_cert), 0, 0},
+	{"tls_key", VALUE_PATH, 0, FIELD(tls_key), 0, 0},
+	{"vehicle_ca_dir", VALUE_PATH, 0, FIELD(vehicle_ca_dir), 0, 0},
+	{"keystore", VALUE_KEYSTORE, 0, FIELD(keystore), 0, 0},
+	{"pkcs11_module", VALUE_PATH, 0, FIELD(pkcs11_module), 0, 0},
+	{"pkcs11_token", VALUE_LABEL, 0, FIELD(pkcs11_token), 0, 0},
+	{"pkcs11_key", VALUE_LABEL, 0, FIELD(pkcs11_key), 0, 0},
+	{"pkcs11_pin_file", VALUE_PATH, 0, FIELD(pkcs11_pin_file), 0, 0},
+	{"store_encryption", VALUE_SWITCH, 0, FIELD(store_encryption), 0, 0},
 };
 
 #define KEY_COUNT (sizeof keys / sizeof keys[0])
@@ -104,6 +117,8 @@ void node_config_defaults(struct node_config *config)
 	config->flush_interval_ms = 10000;
 	config->max_samples_per_batch = 10000;
 	config->max_future_ms = 300000;
+	config->keystore = NODE_KEYSTORE_FILE;
+	config->store_encryption = 1;
 }
 
 /* Reports a problem of the current line; returns DM_ERR_INVALID so that
@@ -299,19 +314,34 @@ static int check_listen(struct parser *ps, const struct key_spec *spec, const ch
 	return DM_OK;
 }
 
-static int check_log_level(struct parser *ps, const struct key_spec *spec, const char *value,
-			   size_t len, int *level)
+/* A value that must be one of names[0..n); its index's entry of values goes
+ * to *out. */
+static int check_choice(struct parser *ps, const struct key_spec *spec, const char *value,
+			size_t len, const char *const *names, const int *values, size_t n, int *out)
 {
-	static const char *const names[] = {"debug", "info", "warn", "error"};
-	static const int levels[] = {DM_LOG_DEBUG, DM_LOG_INFO, DM_LOG_WARN, DM_LOG_ERROR};
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+	char list[128] = "";
+	size_t used = 0;
+	for (size_t i = 0; i < n; i++) {
 		if (strlen(names[i]) == len && memcmp(names[i], value, len) == 0) {
-			*level = levels[i];
+			*out = values[i];
 			return DM_OK;
 		}
+		int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", names[i]);
+		if (w > 0 && (size_t)w < sizeof list - used)
+			used += (size_t)w;
 	}
-	return fail(ps, "log_level must be one of debug, info, warn, error, got '%.*s%s'",
+	return fail(ps, "%s must be one of %s, got '%.*s%s'", spec->name, list,
 		    EXCERPT(value, len));
+}
+
+static int check_label(struct parser *ps, const struct key_spec *spec, const char *value,
+		       size_t len)
+{
+	if (len > spec->size - 1)
+		return fail(ps, "%s is too long (%zu bytes, at most %zu)", spec->name, len,
+			    spec->size - 1);
+	/* parse_line already refused control bytes and a value is one word. */
+	return DM_OK;
 }
 
 static int check_number(struct parser *ps, const struct key_spec *spec, const char *value,
@@ -352,8 +382,25 @@ static int set_value(struct parser *ps, const struct key_spec *spec, const char 
 	case VALUE_LISTEN:
 		rc = check_listen(ps, spec, value, len);
 		break;
-	case VALUE_LOG_LEVEL:
-		return check_log_level(ps, spec, value, len, &ps->config->log_level);
+	case VALUE_LOG_LEVEL: {
+		static const char *const names[] = {"debug", "info", "warn", "error"};
+		static const int levels[] = {DM_LOG_DEBUG, DM_LOG_INFO, DM_LOG_WARN,
+					     DM_LOG_ERROR};
+		return check_choice(ps, spec, value, len, names, levels, 4, (int *)(void *)field);
+	}
+	case VALUE_KEYSTORE: {
+		static const char *const names[] = {"file", "pkcs11"};
+		static const int kinds[] = {NODE_KEYSTORE_FILE, NODE_KEYSTORE_PKCS11};
+		return check_choice(ps, spec, value, len, names, kinds, 2, (int *)(void *)field);
+	}
+	case VALUE_SWITCH: {
+		static const char *const names[] = {"on", "off"};
+		static const int states[] = {1, 0};
+		return check_choice(ps, spec, value, len, names, states, 2, (int *)(void *)field);
+	}
+	case VALUE_LABEL:
+		rc = check_label(ps, spec, value, len);
+		break;
 	default:
 		rc = check_number(ps, spec, value, len, &number);
 		if (rc)
@@ -469,6 +516,55 @@ static int check_required(struct parser *ps)
 	return DM_ERR_INVALID;
 }
 
+/* Whether a listen address (already checked) binds only the loopback
+ * interface: 127.0.0.0/8, [::1] or localhost. */
+static int listen_is_loopback(const char *address)
+{
+	if (strncmp(address, "[::1]:", 6) == 0 || strncmp(address, "localhost:", 10) == 0)
+		return 1;
+	struct in_addr addr4;
+	char host[sizeof(((struct node_config *)0)->mqtt_listen)];
+	const char *colon = strrchr(address, ':');
+	size_t len = colon ? (size_t)(colon - address) : 0;
+	if (!colon || len >= sizeof host)
+		return 0;
+	memcpy(host, address, len);
+	host[len] = '\0';
+	return inet_pton(AF_INET, host, &addr4) == 1 && (ntohl(addr4.s_addr) >> 24) == 127;
+}
+
+/* Rules that tie keys together; they belong to no single line. */
+static int check_combinations(struct parser *ps)
+{
+	const struct node_config *c = ps->config;
+	const char *problem = NULL;
+	if (!c->mqtt_listen[0] && !c->mqtt_tls_listen[0])
+		problem = "set mqtt_tls_listen (or, for development on loopback, mqtt_listen)";
+	else if (!c->tls_cert[0] != !c->tls_key[0])
+		problem = "tls_cert and tls_key go together";
+	else if (c->mqtt_tls_listen[0] && (!c->tls_cert[0] || !c->vehicle_ca_dir[0]))
+		problem = "mqtt_tls_listen needs tls_cert, tls_key and vehicle_ca_dir";
+	else if (c->mqtt_listen[0] && !listen_is_loopback(c->mqtt_listen))
+		problem = "mqtt_listen is plain TCP and may only bind loopback "
+			  "(127.0.0.1, [::1], localhost); use mqtt_tls_listen";
+	else if (!c->tls_cert[0] && !listen_is_loopback(c->api_listen))
+		problem = "api_listen off loopback needs tls_cert and tls_key (the API is then "
+			  "served over HTTPS)";
+	else if (c->keystore == NODE_KEYSTORE_PKCS11 &&
+		 (!c->pkcs11_module[0] || !c->pkcs11_token[0] || !c->pkcs11_key[0] ||
+		  !c->pkcs11_pin_file[0]))
+		problem = "keystore pkcs11 needs pkcs11_module, pkcs11_token, pkcs11_key and "
+			  "pkcs11_pin_file";
+	else if (c->keystore != NODE_KEYSTORE_PKCS11 &&
+		 (c->pkcs11_module[0] || c->pkcs11_token[0] || c->pkcs11_key[0] ||
+		  c->pkcs11_pin_file[0]))
+		problem = "pkcs11_* settings need 'keystore pkcs11'";
+	if (!problem)
+		return DM_OK;
+	fail_file(ps->name, ps->err, ps->err_len, "%s", problem);
+	return DM_ERR_INVALID;
+}
+
 int node_config_parse(const char *name, const char *text, size_t len, struct node_config *config,
 		      char *err, size_t err_len)
 {
@@ -488,6 +584,8 @@ int node_config_parse(const char *name, const char *text, size_t len, struct nod
 	}
 	if (rc == DM_OK)
 		rc = check_required(&ps);
+	if (rc == DM_OK)
+		rc = check_combinations(&ps);
 	if (rc)
 		node_config_defaults(config);
 	return rc;

@@ -14,7 +14,18 @@
  * A missing required key belongs to no line, so it reads "FILE: what is
  * wrong", naming every missing key:
  *   node.conf: missing required key 'data_dir'
- * Required: jurisdiction, site, data_dir, mqtt_listen, api_listen.
+ * Required: jurisdiction, site, data_dir, api_listen, and mqtt_tls_listen or
+ * mqtt_listen.
+ *
+ * Transport security: plain TCP (mqtt_listen, and api_listen without
+ * tls_cert) may bind only loopback, for development. mqtt_tls_listen needs
+ * tls_cert, tls_key (the site's server certificate) and vehicle_ca_dir, which
+ * holds CC.crt and CC.crl for each jurisdiction's vehicle CA; with tls_cert
+ * set, the API is served over HTTPS. Key store: "keystore file" (default:
+ * data_dir/kek.key) or "keystore pkcs11" with pkcs11_module, pkcs11_token
+ * (token label), pkcs11_key (key label) and pkcs11_pin_file.
+ * store_encryption off (default on) stores samples in clear: for tests that
+ * prove the encryption scan can see clear values, never for production.
  *
  * Values: jurisdiction is two upper-case letters; site is 1..63 of [a-z0-9-]
  * not starting or ending with '-' (it appears in host names); listen
@@ -52,7 +63,20 @@ struct node_config {
 	unsigned flush_interval_ms;    /* memtable flush period, default 10000, 100..3600000 */
 	size_t max_samples_per_batch;  /* default 10000, 1..1000000 */
 	int64_t max_future_ms;         /* clock skew allowed, default 300000, 0..86400000 */
+
+	char mqtt_tls_listen[128];    /* "HOST:PORT" of MQTT over TLS; "" = none */
+	char tls_cert[PATH_MAX];      /* the site's server certificate chain, PEM */
+	char tls_key[PATH_MAX];       /* its private key, PEM */
+	char vehicle_ca_dir[PATH_MAX]; /* CC.crt + CC.crl per trusted jurisdiction */
+	int keystore;                 /* enum node_keystore, default file */
+	char pkcs11_module[PATH_MAX]; /* the PKCS#11 module (.so) p11-kit loads */
+	char pkcs11_token[33];        /* token label (PKCS#11 labels are 32 bytes) */
+	char pkcs11_key[65];          /* the KEK's CKA_LABEL */
+	char pkcs11_pin_file[PATH_MAX]; /* the user PIN, one line */
+	int store_encryption;         /* 1 (default): blocks and log records are sealed */
 };
+
+enum node_keystore { NODE_KEYSTORE_FILE = 0, NODE_KEYSTORE_PKCS11 = 1 };
 
 /* Fills every field with its default; the required strings become empty. */
 void node_config_defaults(struct node_config *config);

@@ -20,6 +20,7 @@ const char *dm_strerror(int status)
 	case DM_ERR_CRYPTO: return "cryptographic failure";
 	case DM_ERR_UNSUPPORTED: return "not supported";
 	case DM_ERR_CLOSED: return "closed";
+	case DM_ERR_GONE: return "erased";
 	}
 	return "unknown error";
 }

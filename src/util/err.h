@@ -29,6 +29,7 @@ enum dm_status {
 	DM_ERR_CRYPTO = -12,     /* a cryptographic operation failed */
 	DM_ERR_UNSUPPORTED = -13,/* a valid request this build does not support */
 	DM_ERR_CLOSED = -14,     /* the peer or the component is shutting down */
+	DM_ERR_GONE = -15,       /* the thing existed but was erased on purpose */
 };
 
 /* A static, human-readable description of status; never NULL. */
