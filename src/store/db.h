@@ -26,6 +26,8 @@ struct db_vehicle {
 	char model[65];
 	char secret_hash[128];
 	int64_t created_ms;
+	int64_t erased_ms;   /* 0 while the vehicle's data exists; when it was erased */
+	char erased_by[65];  /* the principal who erased it; "" while not erased */
 };
 
 struct db_stats {

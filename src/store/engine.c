@@ -1034,3 +1034,9 @@ void engine_stats(struct engine *engine, struct engine_stats *out)
 	out->flush_failing = engine->flush_failing;
 	out->db = engine->stored;
 }
+
+int engine_erase(struct engine *engine, struct fleet_vehicle *vehicle, const char *by)
+{
+	/* Implemented with encryption at rest (issue 5). */
+	return DM_ERR_UNSUPPORTED;
+}

@@ -100,6 +100,19 @@ int engine_register(struct engine *engine, const char *vin, const char *home,
 		    const char *home_site, const char *model, char *secret, size_t secret_len,
 		    struct fleet_vehicle **out);
 
+/*
+ * Erases a vehicle (promise 6 of DESIGN.md): its data key is destroyed at
+ * once, so from the moment this returns no read of its samples succeeds
+ * (engine_query and engine_latest return DM_ERR_GONE) and what remains on
+ * disk is ciphertext nobody can open. Compaction then removes its blocks,
+ * its samples still in memory and the log segments that held its records.
+ * The vehicle's row stays, marked erased (vehicle->record.erased_ms and
+ * erased_by = `by`, the principal's name), so the store can show when and by
+ * whom. Returns DM_OK; DM_ERR_GONE when it was erased already; DM_ERR_DB,
+ * DM_ERR_IO when the erasure could not be made durable (nothing changed).
+ */
+int engine_erase(struct engine *engine, struct fleet_vehicle *vehicle, const char *by);
+
 struct fleet *engine_fleet(struct engine *engine);
 
 /* The residency self-check's scan of the store (see db_residency_scan). */
@@ -125,6 +138,7 @@ struct engine_series {
 	int truncated;
 };
 
+/* Both return DM_ERR_GONE for an erased vehicle. */
 int engine_query(struct engine *engine, const struct fleet_vehicle *vehicle, uint16_t signal,
 		 int64_t from, int64_t to, size_t limit, struct engine_series *out);
 /* The newest sample of a series: out->count is 0 or 1. */
