@@ -22,7 +22,7 @@
 	"jurisdiction CN\n"                                                                        \
 	"site cn-shanghai-1\n"                                                                     \
 	"data_dir /var/lib/domicile\n"                                                             \
-	"mqtt_listen 0.0.0.0:8883\n"                                                               \
+	"mqtt_listen 127.0.0.1:1883\n"                                                             \
 	"api_listen 127.0.0.1:8080\n"
 
 /* Parses exactly len bytes from a heap copy with nothing after it, so ASan
@@ -109,9 +109,12 @@ static void test_config_with_only_required_keys_keeps_defaults(void **state)
 	assert_string_equal(config.jurisdiction, "CN");
 	assert_string_equal(config.site, "cn-shanghai-1");
 	assert_string_equal(config.data_dir, "/var/lib/domicile");
-	assert_string_equal(config.mqtt_listen, "0.0.0.0:8883");
+	assert_string_equal(config.mqtt_listen, "127.0.0.1:1883");
 	assert_string_equal(config.api_listen, "127.0.0.1:8080");
 	assert_int_equal(config.mqtt_max_packet, 262144);
+	assert_int_equal(config.keystore, NODE_KEYSTORE_FILE);
+	assert_int_equal(config.store_encryption, 1);
+	assert_string_equal(config.mqtt_tls_listen, "");
 	assert_int_equal(config.max_future_ms, 300000);
 }
 
@@ -122,7 +125,7 @@ static void test_config_reads_every_key_with_comments_tabs_and_crlf(void **state
 			   "jurisdiction\tCN   # China\r\n"
 			   "   site cn-shanghai-2\r\n"
 			   "data_dir /srv/dm#1\r\n"
-			   "mqtt_listen [::]:8883\r\n"
+			   "mqtt_listen [::1]:8883\r\n"
 			   "api_listen localhost:0\r\n"
 			   "catalog /etc/domicile/signals.catalog\r\n"
 			   "log_level debug\r\n"
@@ -137,7 +140,7 @@ static void test_config_reads_every_key_with_comments_tabs_and_crlf(void **state
 	assert_string_equal(config.jurisdiction, "CN");
 	assert_string_equal(config.site, "cn-shanghai-2");
 	assert_string_equal(config.data_dir, "/srv/dm#1");
-	assert_string_equal(config.mqtt_listen, "[::]:8883");
+	assert_string_equal(config.mqtt_listen, "[::1]:8883");
 	assert_string_equal(config.api_listen, "localhost:0");
 	assert_string_equal(config.catalog, "/etc/domicile/signals.catalog");
 	assert_int_equal(config.log_level, DM_LOG_DEBUG);
@@ -182,12 +185,11 @@ static void test_config_names_every_missing_required_key(void **state)
 	char err[256];
 	assert_int_equal(parse("", &config, err, sizeof err), DM_ERR_INVALID);
 	assert_string_equal(err, "node.conf: missing required keys 'jurisdiction', 'site', "
-				 "'data_dir', 'mqtt_listen', 'api_listen'");
+				 "'data_dir', 'api_listen'");
 	assert_int_equal(parse("# only a comment\n\n", &config, err, sizeof err), DM_ERR_INVALID);
 	assert_int_equal(parse("site cn-1\njurisdiction DE\n", &config, err, sizeof err),
 			 DM_ERR_INVALID);
-	assert_string_equal(err, "node.conf: missing required keys 'data_dir', 'mqtt_listen', "
-				 "'api_listen'");
+	assert_string_equal(err, "node.conf: missing required keys 'data_dir', 'api_listen'");
 }
 
 static void test_config_refuses_a_repeated_key_naming_the_first_line(void **state)
@@ -281,13 +283,13 @@ static void test_config_accepts_every_kind_of_listen_address(void **state)
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		char text[512];
 		snprintf(text, sizeof text,
-			 "jurisdiction CN\nsite s\ndata_dir /d\nmqtt_listen %s\napi_listen "
-			 "1.2.3.4:5\n",
+			 "jurisdiction CN\nsite s\ndata_dir /d\nmqtt_listen 127.0.0.1:1\n"
+			 "api_listen %s\ntls_cert /c\ntls_key /k\n",
 			 good[i]);
 		char err[256];
 		if (parse(text, &config, err, sizeof err) != DM_OK)
 			fail_msg("'%s' was refused: %s", good[i], err);
-		assert_string_equal(config.mqtt_listen, good[i]);
+		assert_string_equal(config.api_listen, good[i]);
 	}
 }
 
@@ -466,6 +468,101 @@ static void test_config_numbers_refuse_signs_units_and_overflow(void **state)
 	struct node_config config;
 	expect_ok("mqtt_max_packet 000064", &config);
 	assert_int_equal(config.mqtt_max_packet, 64);
+}
+
+/* A whole file from lines, for the rules that tie keys together. */
+static int parse_lines(const char *lines, char *err, size_t err_len, struct node_config *config)
+{
+	char text[1024];
+	snprintf(text, sizeof text, "jurisdiction CN\nsite s\ndata_dir /d\n%s", lines);
+	return parse(text, config, err, err_len);
+}
+
+static void expect_file_error(const char *lines, const char *message)
+{
+	struct node_config config;
+	char err[512];
+	assert_int_equal(parse_lines(lines, err, sizeof err, &config), DM_ERR_INVALID);
+	assert_string_equal(err, message);
+}
+
+static void test_config_allows_plain_listeners_only_on_loopback(void **state)
+{
+	struct node_config config;
+	char err[512];
+	const char *loopback[] = {"127.0.0.1:1", "127.9.8.7:1", "[::1]:1", "localhost:1"};
+	for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++) {
+		char lines[256];
+		snprintf(lines, sizeof lines, "mqtt_listen %s\napi_listen %s\n", loopback[i],
+			 loopback[i]);
+		if (parse_lines(lines, err, sizeof err, &config) != DM_OK)
+			fail_msg("'%s' was refused: %s", loopback[i], err);
+	}
+	expect_file_error("mqtt_listen 0.0.0.0:1883\napi_listen 127.0.0.1:1\n",
+			  "node.conf: mqtt_listen is plain TCP and may only bind loopback "
+			  "(127.0.0.1, [::1], localhost); use mqtt_tls_listen");
+	expect_file_error("mqtt_listen 128.0.0.1:1883\napi_listen 127.0.0.1:1\n",
+			  "node.conf: mqtt_listen is plain TCP and may only bind loopback "
+			  "(127.0.0.1, [::1], localhost); use mqtt_tls_listen");
+	expect_file_error("mqtt_listen localhost.example.com:1\napi_listen 127.0.0.1:1\n",
+			  "node.conf: mqtt_listen is plain TCP and may only bind loopback "
+			  "(127.0.0.1, [::1], localhost); use mqtt_tls_listen");
+	expect_file_error("mqtt_listen 127.0.0.1:1\napi_listen [::]:1\n",
+			  "node.conf: api_listen off loopback needs tls_cert and tls_key (the API "
+			  "is then served over HTTPS)");
+	expect_file_error("api_listen 127.0.0.1:1\n",
+			  "node.conf: set mqtt_tls_listen (or, for development on loopback, "
+			  "mqtt_listen)");
+}
+
+static void test_config_tls_listener_needs_its_certificates(void **state)
+{
+	struct node_config config;
+	char err[512];
+	assert_int_equal(parse_lines("mqtt_tls_listen 0.0.0.0:8883\napi_listen 0.0.0.0:8443\n"
+				     "tls_cert /etc/d/site.crt\ntls_key /etc/d/site.key\n"
+				     "vehicle_ca_dir /etc/d/ca\n",
+				     err, sizeof err, &config),
+			 DM_OK);
+	assert_string_equal(config.mqtt_tls_listen, "0.0.0.0:8883");
+	assert_string_equal(config.tls_cert, "/etc/d/site.crt");
+	assert_string_equal(config.tls_key, "/etc/d/site.key");
+	assert_string_equal(config.vehicle_ca_dir, "/etc/d/ca");
+	assert_string_equal(config.mqtt_listen, "");
+	expect_file_error("mqtt_tls_listen 0.0.0.0:8883\napi_listen 127.0.0.1:1\n"
+			  "tls_cert /c\ntls_key /k\n",
+			  "node.conf: mqtt_tls_listen needs tls_cert, tls_key and vehicle_ca_dir");
+	expect_file_error("mqtt_listen 127.0.0.1:1\napi_listen 127.0.0.1:1\ntls_cert /c\n",
+			  "node.conf: tls_cert and tls_key go together");
+}
+
+static void test_config_reads_the_key_store_and_encryption_switch(void **state)
+{
+	struct node_config config;
+	char err[512];
+	assert_int_equal(parse_lines("mqtt_listen 127.0.0.1:1\napi_listen 127.0.0.1:1\n"
+				     "keystore pkcs11\npkcs11_module /usr/lib/softhsm/libsofthsm2.so\n"
+				     "pkcs11_token cn-kek\npkcs11_key kek-1\n"
+				     "pkcs11_pin_file /etc/d/pin\nstore_encryption off\n",
+				     err, sizeof err, &config),
+			 DM_OK);
+	assert_int_equal(config.keystore, NODE_KEYSTORE_PKCS11);
+	assert_string_equal(config.pkcs11_module, "/usr/lib/softhsm/libsofthsm2.so");
+	assert_string_equal(config.pkcs11_token, "cn-kek");
+	assert_string_equal(config.pkcs11_key, "kek-1");
+	assert_string_equal(config.pkcs11_pin_file, "/etc/d/pin");
+	assert_int_equal(config.store_encryption, 0);
+	expect_error("keystore hsm", "node.conf:6: keystore must be one of file, pkcs11, got 'hsm'");
+	expect_error("store_encryption no",
+		     "node.conf:6: store_encryption must be one of on, off, got 'no'");
+	expect_error("pkcs11_token 0123456789abcdef0123456789abcdef0",
+		     "node.conf:6: pkcs11_token is too long (33 bytes, at most 32)");
+	expect_file_error("mqtt_listen 127.0.0.1:1\napi_listen 127.0.0.1:1\nkeystore pkcs11\n"
+			  "pkcs11_token t\n",
+			  "node.conf: keystore pkcs11 needs pkcs11_module, pkcs11_token, "
+			  "pkcs11_key and pkcs11_pin_file");
+	expect_file_error("mqtt_listen 127.0.0.1:1\napi_listen 127.0.0.1:1\npkcs11_token t\n",
+			  "node.conf: pkcs11_* settings need 'keystore pkcs11'");
 }
 
 static void test_config_line_length_limit_is_exact(void **state)
@@ -661,6 +758,9 @@ int main(void)
 		cmocka_unit_test(test_config_numbers_accept_their_range_and_refuse_one_beyond),
 		cmocka_unit_test(test_config_numbers_refuse_signs_units_and_overflow),
 		cmocka_unit_test(test_config_line_length_limit_is_exact),
+		cmocka_unit_test(test_config_allows_plain_listeners_only_on_loopback),
+		cmocka_unit_test(test_config_tls_listener_needs_its_certificates),
+		cmocka_unit_test(test_config_reads_the_key_store_and_encryption_switch),
 		cmocka_unit_test(test_config_refuses_nul_and_control_bytes),
 		cmocka_unit_test(test_config_failure_leaves_the_defaults),
 		cmocka_unit_test(test_config_truncates_the_message_to_the_buffer),
