@@ -9,7 +9,7 @@
 
 BUILD ?= build
 CC ?= cc
-PKGS = libevent libevent_pthreads jansson sqlite3 libprotobuf-c libzstd libmosquitto libcrypto
+PKGS = libevent libevent_pthreads libevent_openssl libssl jansson sqlite3 libprotobuf-c libzstd libmosquitto libcrypto p11-kit-1
 
 SAN ?=
 FUZZ ?=

@@ -16,17 +16,24 @@
  *      nearly valid columns, to reach every check behind the checksums
  *
  * Whenever a block decodes, its column is encoded again and that block must
- * decode to the same column (values compared bit for bit).
+ * decode to the same column (values compared bit for bit), in clear and
+ * sealed under a vehicle key; and the fuzzer's own bytes, opened as a
+ * sealed block of that vehicle, must never open (they carry no valid tag).
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zstd.h>
 
+#include "crypto/keyring.h"
+#include "crypto/keystore.h"
 #include "ingest/catalog.h"
 #include "store/block.h"
 #include "util/crc32c.h"
 #include "util/err.h"
+#include "util/log.h"
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -58,12 +65,61 @@ static void check_same(const struct block_column *a, const struct block_column *
 	}
 }
 
+/* Vehicle 1's key, under a file KEK in a directory made once per process
+ * and removed at exit. */
+static char key_dir[] = "/tmp/domicile-fuzz-block.XXXXXX";
+
+static void remove_key_dir(void)
+{
+	char path[sizeof key_dir + 16];
+	snprintf(path, sizeof path, "%s/kek.key", key_dir);
+	unlink(path);
+	rmdir(key_dir);
+}
+
+static struct keyring *vehicle_ring(void)
+{
+	static struct keyring *ring;
+	static struct keystore *ks;
+	if (ring)
+		return ring;
+	uint8_t blob[KEYSTORE_WRAPPED_LEN];
+	if (!mkdtemp(key_dir))
+		abort();
+	atexit(remove_key_dir);
+	dm_log_set_level(DM_LOG_WARN);
+	if (keystore_file_open(key_dir, &ks) || keyring_new(ks, &ring) ||
+	    keyring_create(ring, 1, blob))
+		abort();
+	return ring;
+}
+
+/* Seals column as vehicle 1's block and checks it opens to itself. */
+static void sealed_round_trip(const struct block_column *column)
+{
+	struct block_seal seal = {vehicle_ring(), 1, "Vehicle.Speed", column->ts[0],
+				  column->ts[column->count - 1]};
+	struct dm_buf sealed = {0};
+	if (block_encode(column, &seal, &sealed) != DM_OK)
+		abort();
+	struct block_decoded opened;
+	if (block_decode(sealed.data, sealed.len, &seal, &opened) != DM_OK)
+		abort();
+	check_same(column, &opened.column);
+	block_decoded_free(&opened);
+	dm_buf_free(&sealed);
+}
+
 static void decode_and_reencode(const uint8_t *bytes, size_t len)
 {
 	struct block_info info;
 	int peeked = block_peek(bytes, len, &info);
+	struct block_seal as_sealed = {vehicle_ring(), 1, "Vehicle.Speed", info.t_min, info.t_max};
+	struct block_decoded forged;
+	if (block_decode(bytes, len, &as_sealed, &forged) == DM_OK)
+		abort(); /* opened without the key's tag */
 	struct block_decoded first;
-	int rc = block_decode(bytes, len, &first);
+	int rc = block_decode(bytes, len, NULL, &first);
 	if (rc != DM_OK) {
 		if (first.ts || first.vals || first.strings || first.column.count)
 			abort(); /* a failed decode leaves *out zeroed */
@@ -72,12 +128,13 @@ static void decode_and_reencode(const uint8_t *bytes, size_t len)
 	if (peeked != DM_OK || info.count != first.column.count || info.type != first.column.type)
 		abort();
 	struct dm_buf again = {0};
-	if (block_encode(&first.column, &again) != DM_OK)
+	if (block_encode(&first.column, NULL, &again) != DM_OK)
 		abort(); /* whatever decodes must encode */
 	struct block_decoded second;
-	if (block_decode(again.data, again.len, &second) != DM_OK)
+	if (block_decode(again.data, again.len, NULL, &second) != DM_OK)
 		abort();
 	check_same(&first.column, &second.column);
+	sealed_round_trip(&first.column);
 	block_decoded_free(&second);
 	dm_buf_free(&again);
 	block_decoded_free(&first);
@@ -159,10 +216,10 @@ static void round_trip_column(struct input *in, int mutate)
 	static struct made m;
 	make_column(in, &m);
 	struct dm_buf block = {0};
-	if (block_encode(&m.column, &block) != DM_OK)
+	if (block_encode(&m.column, NULL, &block) != DM_OK)
 		abort(); /* every column make_column builds is valid */
 	struct block_decoded decoded;
-	if (block_decode(block.data, block.len, &decoded) != DM_OK)
+	if (block_decode(block.data, block.len, NULL, &decoded) != DM_OK)
 		abort();
 	check_same(&m.column, &decoded.column);
 	block_decoded_free(&decoded);

@@ -5,7 +5,8 @@
 set -eu
 PACKAGES="build-essential pkg-config libevent-dev libssl-dev libjansson-dev
 libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev
-libmosquitto-dev mosquitto-clients libcmocka-dev curl sqlite3 clang jq openssl"
+libmosquitto-dev mosquitto-clients libcmocka-dev curl sqlite3 clang jq openssl
+libp11-kit-dev p11-kit softhsm2"
 
 missing=""
 for p in $PACKAGES; do

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "api/principals_command.h"
+#include "crypto/keys_command.h"
 #include "crypto/pki_command.h"
 #include "node/node.h"
 #include "residency/command.h"
@@ -22,6 +24,8 @@ static int usage(FILE *out)
 		     "  agent [OPTIONS]  run simulated vehicles against a node (--help)\n"
 		     "  residency report print a node's residency report (--help)\n"
 		     "  pki ...          vehicle CA, certificates, revocation (no args: usage)\n"
+		     "  principals ...   add, list, remove a node's API principals (--help)\n"
+		     "  keys ...         the key store: PKCS#11 token key (no args: usage)\n"
 		     "  version          print the version\n");
 	return out == stderr ? 2 : 0;
 }
@@ -37,6 +41,10 @@ int main(int argc, char **argv)
 		return agent_main(argc - 1, argv + 1);
 	if (strcmp(command, "pki") == 0)
 		return pki_main(argc - 1, argv + 1);
+	if (strcmp(command, "keys") == 0)
+		return keys_main(argc - 1, argv + 1);
+	if (strcmp(command, "principals") == 0)
+		return principals_main(argc - 1, argv + 1);
 	if (strcmp(command, "residency") == 0)
 		return residency_main(argc - 1, argv + 1);
 	if (strcmp(command, "version") == 0) {

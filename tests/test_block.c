@@ -17,8 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zstd.h>
 
+#include "crypto/keyring.h"
+#include "crypto/keystore.h"
 #include "ingest/catalog.h"
 #include "store/block.h"
 #include "util/crc32c.h"
@@ -75,7 +78,7 @@ static void assert_same_column(const struct block_column *want, const struct blo
 static size_t round_trip(const struct block_column *column)
 {
 	struct dm_buf out = {0};
-	assert_int_equal(block_encode(column, &out), DM_OK);
+	assert_int_equal(block_encode(column, NULL, &out), DM_OK);
 	struct block_info info;
 	assert_int_equal(block_peek(out.data, out.len, &info), DM_OK);
 	assert_int_equal(info.version, BLOCK_VERSION);
@@ -85,7 +88,7 @@ static size_t round_trip(const struct block_column *column)
 	assert_true(info.t_max == column->ts[column->count - 1]);
 	assert_int_equal(info.key_id, 0);
 	struct block_decoded decoded;
-	assert_int_equal(block_decode(out.data, out.len, &decoded), DM_OK);
+	assert_int_equal(block_decode(out.data, out.len, NULL, &decoded), DM_OK);
 	assert_same_column(column, &decoded.column);
 	block_decoded_free(&decoded);
 	size_t len = out.len;
@@ -282,12 +285,18 @@ static void raw_columns(struct raw *r, size_t count, const struct raw *vals)
 	r->len += vals->len;
 }
 
-static int decode_status(const uint8_t *block, size_t len)
+/* What block_decode says of a block, opened with seal (NULL: in clear). */
+static int open_status(const uint8_t *block, size_t len, const struct block_seal *seal)
 {
 	struct block_decoded decoded;
-	int rc = block_decode(block, len, &decoded);
+	int rc = block_decode(block, len, seal, &decoded);
 	block_decoded_free(&decoded);
 	return rc;
+}
+
+static int decode_status(const uint8_t *block, size_t len)
+{
+	return open_status(block, len, NULL);
 }
 
 /* Three ints 1, 2, 3 with delta encoding: the baseline every case mutates. */
@@ -434,7 +443,7 @@ static void test_string_column_round_trips_empty_shared_and_longest_strings(void
 	s.column.strings = longer;
 	s.column.strings_len = BLOCK_MAX_STRING_LEN + 2;
 	struct dm_buf out = {0};
-	assert_int_equal(block_encode(&s.column, &out), DM_ERR_TOO_LARGE);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_ERR_TOO_LARGE);
 	assert_int_equal(out.len, 0);
 	free(longer);
 	free(pool);
@@ -494,7 +503,7 @@ static void test_the_largest_block_round_trips_and_one_more_sample_is_refused(vo
 	fill_vehicle_ts(s.ts, count);
 	fill_realistic(LATITUDE, s.vals, count);
 	struct dm_buf out = {0};
-	assert_int_equal(block_encode(&s.column, &out), DM_ERR_TOO_LARGE);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_ERR_TOO_LARGE);
 	assert_int_equal(out.len, 0);
 	s.column.count = BLOCK_MAX_SAMPLES;
 	round_trip(&s.column);
@@ -511,39 +520,39 @@ static void test_encode_refuses_bad_columns_and_leaves_the_buffer_unchanged(void
 	memcpy(s.ts, ts, sizeof ts);
 
 	s.column.count = 0;
-	assert_int_equal(block_encode(&s.column, &out), DM_ERR_INVALID);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_ERR_INVALID);
 	s.column.count = 3;
 	s.column.type = 0;
-	assert_int_equal(block_encode(&s.column, &out), DM_ERR_INVALID);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_ERR_INVALID);
 	s.column.type = 5;
-	assert_int_equal(block_encode(&s.column, &out), DM_ERR_INVALID);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_ERR_INVALID);
 	s.column.type = SIG_BOOL;
 	s.vals[1].i = 2;
-	assert_int_equal(block_encode(&s.column, &out), DM_ERR_INVALID);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_ERR_INVALID);
 	s.vals[1].i = 1;
 	s.ts[2] = 19;
-	assert_int_equal(block_encode(&s.column, &out), DM_ERR_INVALID);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_ERR_INVALID);
 	s.ts[2] = 30;
 
 	char pool[4] = {'a', 'b', 'c', 'd'}; /* no NUL */
 	s.column.type = SIG_STRING;
 	s.column.strings = pool;
 	s.column.strings_len = sizeof pool;
-	assert_int_equal(block_encode(&s.column, &out), DM_ERR_INVALID);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_ERR_INVALID);
 	pool[3] = '\0';
 	s.vals[2].i = 4; /* just past the pool */
-	assert_int_equal(block_encode(&s.column, &out), DM_ERR_INVALID);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_ERR_INVALID);
 	s.vals[2].i = -1;
-	assert_int_equal(block_encode(&s.column, &out), DM_ERR_INVALID);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_ERR_INVALID);
 	s.vals[2].i = 3; /* the last byte, an empty string */
 	assert_int_equal(out.len, 4);
 	assert_memory_equal(out.data, "keep", 4);
 
 	/* And a good column appends after what was there. */
-	assert_int_equal(block_encode(&s.column, &out), DM_OK);
+	assert_int_equal(block_encode(&s.column, NULL, &out), DM_OK);
 	assert_memory_equal(out.data, "keep", 4);
 	struct block_decoded decoded;
-	assert_int_equal(block_decode(out.data + 4, out.len - 4, &decoded), DM_OK);
+	assert_int_equal(block_decode(out.data + 4, out.len - 4, NULL, &decoded), DM_OK);
 	assert_string_equal(decoded.column.strings + decoded.vals[0].i, "abc");
 	assert_string_equal(decoded.column.strings + decoded.vals[2].i, "");
 	block_decoded_free(&decoded);
@@ -569,7 +578,7 @@ static void small_block(uint8_t type, struct dm_buf *out)
 		for (size_t k = 0; k < 20; k++)
 			s.vals[k].i = (int64_t)(k % 2);
 	}
-	assert_int_equal(block_encode(&s.column, out), DM_OK);
+	assert_int_equal(block_encode(&s.column, NULL, out), DM_OK);
 	series_free(&s);
 }
 
@@ -705,7 +714,7 @@ static void test_a_hand_made_block_decodes_so_the_cases_below_test_one_thing(voi
 	raw_columns(&body, 3, &vals);
 	size_t len = make_block(&INT3, &body);
 	struct block_decoded decoded;
-	assert_int_equal(block_decode(scratch_block, len, &decoded), DM_OK);
+	assert_int_equal(block_decode(scratch_block, len, NULL, &decoded), DM_OK);
 	assert_true(decoded.ts[0] == 1000 && decoded.ts[1] == 1010 && decoded.ts[2] == 1010);
 	assert_true(decoded.vals[0].i == 1 && decoded.vals[1].i == 2 && decoded.vals[2].i == 3);
 	assert_null(decoded.column.strings);
@@ -899,7 +908,7 @@ static void test_xor_values_that_break_the_control_byte_rules_are_refused(void *
 	raw_columns(&body, 3, &vals);
 	size_t len = make_block(&f, &body);
 	struct block_decoded decoded;
-	assert_int_equal(block_decode(scratch_block, len, &decoded), DM_OK);
+	assert_int_equal(block_decode(scratch_block, len, NULL, &decoded), DM_OK);
 	assert_true(decoded.vals[0].f == 1.0 && decoded.vals[2].f == 1.0);
 	block_decoded_free(&decoded);
 	/* Zero bytes left in the middle: the same value spelt otherwise. */
@@ -997,7 +1006,7 @@ static void test_encode_and_decode_recover_from_every_failed_allocation(void **s
 	int rc = DM_ERR_NOMEM;
 	for (long n = 0; rc == DM_ERR_NOMEM; n++) {
 		dm_alloc_fail_after(n);
-		rc = block_encode(&s.column, &out);
+		rc = block_encode(&s.column, NULL, &out);
 		dm_alloc_fail_after(-1);
 		if (rc == DM_ERR_NOMEM)
 			assert_int_equal(out.len, 0);
@@ -1008,7 +1017,7 @@ static void test_encode_and_decode_recover_from_every_failed_allocation(void **s
 	for (long n = 0; rc == DM_ERR_NOMEM; n++) {
 		struct block_decoded decoded;
 		dm_alloc_fail_after(n);
-		rc = block_decode(out.data, out.len, &decoded);
+		rc = block_decode(out.data, out.len, NULL, &decoded);
 		dm_alloc_fail_after(-1);
 		if (rc == DM_OK) {
 			assert_same_column(&s.column, &decoded.column);
@@ -1045,10 +1054,107 @@ static void test_realistic_vehicle_series_take_under_two_bytes_a_sample(void **s
 	}
 }
 
+/* ---- sealed blocks ---- */
+
+/* A keyring with keys for vehicles 1 and 2, under a file KEK in dir. */
+struct sealing {
+	char dir[64];
+	struct keystore *ks;
+	struct keyring *ring;
+};
+
+static void sealing_open(struct sealing *k)
+{
+	snprintf(k->dir, sizeof k->dir, "/tmp/domicile-test-block.XXXXXX");
+	assert_non_null(mkdtemp(k->dir));
+	assert_int_equal(keystore_file_open(k->dir, &k->ks), DM_OK);
+	assert_int_equal(keyring_new(k->ks, &k->ring), DM_OK);
+	uint8_t blob[KEYSTORE_WRAPPED_LEN];
+	assert_int_equal(keyring_create(k->ring, 1, blob), DM_OK);
+	assert_int_equal(keyring_create(k->ring, 2, blob), DM_OK);
+}
+
+static void sealing_close(struct sealing *k)
+{
+	keyring_free(k->ring);
+	keystore_free(k->ks);
+	char path[96];
+	snprintf(path, sizeof path, "%s/kek.key", k->dir);
+	unlink(path);
+	rmdir(k->dir);
+}
+
+static void test_sealed_block_opens_only_in_its_own_row(void **state)
+{
+	struct sealing k;
+	sealing_open(&k);
+	int64_t ts[3] = {1000, 2000, 3000};
+	union block_num vals[3] = {{.f = 12.5}, {.f = 13.5}, {.f = 14.0}};
+	struct block_column column = {SIG_FLOAT, 3, ts, vals, NULL, 0};
+	struct block_seal seal = {k.ring, 1, "Vehicle.Speed", 1000, 3000};
+	struct dm_buf block = {0};
+	assert_int_equal(block_encode(&column, &seal, &block), DM_OK);
+	struct block_info info;
+	assert_int_equal(block_peek(block.data, block.len, &info), DM_OK);
+	assert_int_equal(info.key_id, 1);
+
+	struct block_decoded decoded;
+	assert_int_equal(block_decode(block.data, block.len, &seal, &decoded), DM_OK);
+	assert_same_column(&column, &decoded.column);
+	block_decoded_free(&decoded);
+
+	/* Another vehicle's row, another signal, another window: each fails. */
+	struct block_seal other = seal;
+	other.vehicle_id = 2;
+	assert_int_equal(open_status(block.data, block.len, &other), DM_ERR_CRYPTO);
+	other = seal;
+	other.signal_path = "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current";
+	assert_int_equal(open_status(block.data, block.len, &other), DM_ERR_CRYPTO);
+	other = seal;
+	other.t_max = 3001;
+	assert_int_equal(open_status(block.data, block.len, &other), DM_ERR_CRYPTO);
+	/* No key to open it with. */
+	assert_int_equal(open_status(block.data, block.len, NULL), DM_ERR_UNSUPPORTED);
+
+	/* Every byte of header and body, flipped with the checksums made to
+	 * fit (as an attacker would), fails; the trailing CRC alone catches a
+	 * flip that is not hidden. */
+	for (size_t i = 0; i + 4 < block.len; i++) {
+		struct dm_buf forged = {0};
+		assert_int_equal(dm_buf_append(&forged, block.data, block.len), DM_OK);
+		forged.data[i] ^= 0x40;
+		assert_int_not_equal(open_status(forged.data, forged.len, &seal), DM_OK);
+		if (i < 48 || i >= 52) /* bytes 48..51 are the header CRC itself */
+			reseal(forged.data, forged.len);
+		int rc = open_status(forged.data, forged.len, &seal);
+		if (rc != DM_ERR_CRYPTO && rc != DM_ERR_MALFORMED)
+			fail_msg("byte %zu flipped: %s", i, dm_strerror(rc));
+		if (i >= BLOCK_HEADER_LEN)
+			assert_int_equal(rc, DM_ERR_CRYPTO);
+		dm_buf_free(&forged);
+	}
+
+	/* A block in clear where a sealed one is due is refused. */
+	struct dm_buf clear = {0};
+	assert_int_equal(block_encode(&column, NULL, &clear), DM_OK);
+	assert_int_equal(open_status(clear.data, clear.len, &seal), DM_ERR_CRYPTO);
+
+	/* Once the key is destroyed, nothing opens or seals any more. */
+	assert_int_equal(keyring_destroy(k.ring, 1), DM_OK);
+	assert_int_equal(open_status(block.data, block.len, &seal), DM_ERR_GONE);
+	size_t before = clear.len;
+	assert_int_equal(block_encode(&column, &seal, &clear), DM_ERR_GONE);
+	assert_int_equal(clear.len, before);
+	dm_buf_free(&clear);
+	dm_buf_free(&block);
+	sealing_close(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_float_column_round_trips_with_extremes),
+	    cmocka_unit_test(test_sealed_block_opens_only_in_its_own_row),
 	    cmocka_unit_test(test_float_column_keeps_nan_payloads_bit_for_bit),
 	    cmocka_unit_test(test_decimal_floats_round_trip_including_negatives_and_many_digits),
 	    cmocka_unit_test(test_float32_sensor_values_round_trip_through_xor),

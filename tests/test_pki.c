@@ -205,7 +205,24 @@ static void test_ca_key_is_written_readable_by_its_owner_only(void **state)
 	struct dirs *dirs = *state;
 	create_ca(dirs->ca, "CN");
 	assert_int_equal(file_mode(dirs->ca, "ca.key"), 0600);
-	assert_int_equal(count_files(dirs->ca), 2);
+	assert_int_equal(count_files(dirs->ca), 3); /* ca.key, ca.crt, ca.crl */
+}
+
+static void test_new_ca_has_an_empty_signed_crl_numbered_one(void **state)
+{
+	struct dirs *dirs = *state;
+	create_ca(dirs->ca, "CN");
+	issue(dirs, VIN_A);
+	X509_CRL *crl = load_crl(dirs->ca);
+	X509 *ca = load_cert(dirs->ca, "ca.crt");
+	/* No entries: OpenSSL keeps no list at all (NULL counts -1). */
+	assert_true(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)) <= 0);
+	assert_int_equal(crl_number(crl), 1);
+	assert_int_equal(X509_CRL_verify(crl, X509_get0_pubkey(ca)), 1);
+	X509_CRL_free(crl);
+	X509_free(ca);
+	/* With CRL checking on, a fresh CA's certificates verify at once. */
+	assert_int_equal(verify_leaf(dirs, VIN_A ".crt", 1), X509_V_OK);
 }
 
 static void test_ca_creation_refuses_to_overwrite_an_existing_ca(void **state)
@@ -226,7 +243,7 @@ static void test_ca_creation_refuses_to_overwrite_an_existing_ca(void **state)
 	path_of(path, dirs->ca, "ca.crt");
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(pki_ca_create(dirs->ca, "CN", DAYS, err, sizeof err), DM_ERR_EXISTS);
-	assert_int_equal(count_files(dirs->ca), 1);
+	assert_int_equal(count_files(dirs->ca), 2);
 }
 
 static void test_ca_certificate_is_self_signed_and_a_critical_ca(void **state)
@@ -327,7 +344,7 @@ static void test_a_bad_vin_is_refused_and_no_file_is_written(void **state)
 		assert_non_null(strstr(err, "not a valid VIN"));
 	}
 	assert_int_equal(count_files(dirs->out), 0);
-	assert_int_equal(count_files(dirs->ca), 2);
+	assert_int_equal(count_files(dirs->ca), 3);
 }
 
 static void test_issuing_refuses_to_overwrite_an_existing_vehicle_key(void **state)
@@ -379,7 +396,7 @@ static void test_revoking_twice_keeps_one_entry_and_raises_the_crl_number(void *
 	revoke_leaf(dirs, VIN_A ".crt");
 	X509_CRL *first = load_crl(dirs->ca);
 	assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(first)), 1);
-	assert_int_equal(crl_number(first), 1);
+	assert_int_equal(crl_number(first), 2); /* 1 is the CA's empty CRL */
 	X509 *ca = load_cert(dirs->ca, "ca.crt");
 	assert_int_equal(X509_CRL_verify(first, X509_get0_pubkey(ca)), 1);
 	/* nextUpdate is a week after lastUpdate. */
@@ -394,14 +411,14 @@ static void test_revoking_twice_keeps_one_entry_and_raises_the_crl_number(void *
 	revoke_leaf(dirs, VIN_A ".crt");
 	X509_CRL *second = load_crl(dirs->ca);
 	assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(second)), 1);
-	assert_int_equal(crl_number(second), 2);
+	assert_int_equal(crl_number(second), 3);
 	X509_CRL_free(second);
 
 	/* A later revocation keeps the earlier one. */
 	revoke_leaf(dirs, VIN_B ".crt");
 	X509_CRL *third = load_crl(dirs->ca);
 	assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(third)), 2);
-	assert_int_equal(crl_number(third), 3);
+	assert_int_equal(crl_number(third), 4);
 	assert_int_equal(X509_CRL_verify(third, X509_get0_pubkey(ca)), 1);
 	X509_CRL_free(third);
 	X509_free(ca);
@@ -423,7 +440,7 @@ static void test_certificate_from_another_ca_neither_verifies_nor_can_be_revoked
 	path_of(path, dirs->out, VIN_A ".crt");
 	assert_int_equal(pki_revoke(dirs->ca, path, err, sizeof err), DM_ERR_INVALID);
 	assert_non_null(strstr(err, "not issued by the CA"));
-	assert_int_equal(count_files(dirs->ca), 2);
+	assert_int_equal(count_files(dirs->ca), 3); /* no revoked.txt, the CRL untouched */
 }
 
 static void test_server_certificate_has_the_given_names_and_server_auth(void **state)
@@ -508,6 +525,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 #define CASE(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 	    CASE(test_ca_key_is_written_readable_by_its_owner_only),
+	    CASE(test_new_ca_has_an_empty_signed_crl_numbered_one),
 	    CASE(test_ca_creation_refuses_to_overwrite_an_existing_ca),
 	    CASE(test_ca_certificate_is_self_signed_and_a_critical_ca),
 	    CASE(test_ca_creation_refuses_a_jurisdiction_that_is_not_two_capitals),

@@ -16,13 +16,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
+#include "crypto/keystore.h"
 #include "ingest/catalog.h"
 #include "ingest/payload.h"
+#include "store/block.h"
 #include "store/engine.h"
 #include "store/fleet.h"
 #include "store/memtable.h"
 #include "util/alloc.h"
 #include "util/clock.h"
+#include "util/crc32c.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -181,6 +186,8 @@ struct harness {
 	char dir[64];
 	struct event_base *base;
 	struct engine *engine;
+	struct keystore *keystore; /* the file KEK in dir; NULL when clear */
+	int clear;                 /* open the store without encryption */
 	int acks, ack_failures, duplicates;
 };
 
@@ -195,11 +202,16 @@ static void count_ack(void *arg, const struct engine_ack *ack, int status)
 		h->ack_failures++;
 }
 
-static void harness_open(struct harness *h, unsigned flush_ms)
+/* Opens the engine (and, unless h->clear, the key store) on h->dir;
+ * returns what engine_open returns. */
+static int harness_try_open(struct harness *h, unsigned flush_ms)
 {
+	if (!h->clear)
+		assert_int_equal(keystore_file_open(h->dir, &h->keystore), DM_OK);
 	struct engine_options options = {
 		.jurisdiction = "CN",
 		.data_dir = h->dir,
+		.keystore = h->keystore,
 		.catalog = catalog,
 		.flush_interval_ms = flush_ms,
 		.on_ack = count_ack,
@@ -207,15 +219,22 @@ static void harness_open(struct harness *h, unsigned flush_ms)
 	};
 	h->base = event_base_new();
 	assert_non_null(h->base);
-	assert_int_equal(engine_open(h->base, &options, &h->engine), DM_OK);
+	return engine_open(h->base, &options, &h->engine);
 }
 
 static void harness_close(struct harness *h)
 {
 	engine_close(h->engine);
 	event_base_free(h->base);
+	keystore_free(h->keystore);
 	h->engine = NULL;
 	h->base = NULL;
+	h->keystore = NULL;
+}
+
+static void harness_open(struct harness *h, unsigned flush_ms)
+{
+	assert_int_equal(harness_try_open(h, flush_ms), DM_OK);
 }
 
 /* Runs the loop until `acks` acks arrived, failing after ten seconds. */
@@ -242,10 +261,10 @@ static int harness_setup(void **state)
 static int harness_teardown(void **state)
 {
 	struct harness *h = *state;
-	if (h->engine)
+	if (h->engine || h->base)
 		harness_close(h);
 	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", h->dir);
+	snprintf(cmd, sizeof cmd, getenv("KEEP_TEST_DIR") ? "true %s" : "rm -rf %s", h->dir);
 	assert_int_equal(system(cmd), 0);
 	free(h);
 	return 0;
@@ -502,6 +521,324 @@ static void test_engine_reads_only_the_blocks_a_limited_query_needs(void **state
 	engine_series_free(&series);
 }
 
+/* ---- encryption at rest and erasure ---- */
+
+/* Whether any file in dir (not below it) holds needle. */
+static int dir_holds(const char *dir, const void *needle, size_t len)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "find %s -maxdepth 1 -type f", dir);
+	FILE *list = popen(cmd, "r");
+	assert_non_null(list);
+	char path[512];
+	int found = 0;
+	while (!found && fgets(path, sizeof path, list)) {
+		path[strcspn(path, "\n")] = '\0';
+		FILE *f = fopen(path, "rb");
+		if (!f)
+			continue;
+		fseek(f, 0, SEEK_END);
+		long size = ftell(f);
+		rewind(f);
+		uint8_t *bytes = malloc(size > 0 ? (size_t)size : 1);
+		assert_non_null(bytes);
+		size_t got = fread(bytes, 1, (size_t)size, f);
+		fclose(f);
+		found = got >= len && memmem(bytes, got, needle, len) != NULL;
+		if (found)
+			print_message("the bytes are in %s\n", path);
+		free(bytes);
+	}
+	pclose(list);
+	return found;
+}
+
+/* Runs one SQL statement on the store's file while the engine is closed. */
+static void store_sql(struct harness *h, const char *sql)
+{
+	char path[128];
+	snprintf(path, sizeof path, "%s/store.db", h->dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s: %s", sql, msg);
+	sqlite3_close(db);
+}
+
+/* The single number a query of the store's file answers. */
+static int64_t store_count(struct harness *h, const char *sql)
+{
+	char path[128];
+	snprintf(path, sizeof path, "%s/store.db", h->dir);
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	int64_t n = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return n;
+}
+
+/* The first block of a vehicle, copied into out; its length. */
+static size_t block_of(struct harness *h, uint32_t vehicle_id, uint8_t *out, size_t cap)
+{
+	char path[128];
+	snprintf(path, sizeof path, "%s/store.db", h->dir);
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT data FROM blocks WHERE vehicle_id = ? "
+					    "ORDER BY t_min LIMIT 1",
+					    -1, &stmt, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_int64(stmt, 1, vehicle_id);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	size_t len = (size_t)sqlite3_column_bytes(stmt, 0);
+	assert_true(len <= cap);
+	memcpy(out, sqlite3_column_blob(stmt, 0), len);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return len;
+}
+
+static void ingest_and_store(struct harness *h, struct fleet_vehicle *v, uint64_t seq)
+{
+	assert_int_equal(ingest_speeds(h, v, seq, 1732400000000 + (int64_t)seq * 10000, 10,
+				       (uint16_t)seq),
+			 DM_OK);
+	pump_until_acks(h, h->acks + h->ack_failures + 1);
+}
+
+static void test_engine_seals_log_records_and_blocks(void **state)
+{
+	struct harness *h = *state;
+	char wal[96];
+	snprintf(wal, sizeof wal, "%s/wal", h->dir);
+	static const char signal[] = "Vehicle.Speed"; /* in every JSON payload */
+	harness_open(h, 3600000);
+	struct fleet_vehicle *v = register_one(h);
+	uint32_t id = v->record.id;
+	ingest_and_store(h, v, 1);
+	/* The log holds the record, sealed: the payload's text is not there. */
+	assert_false(dir_holds(wal, signal, strlen(signal)));
+	harness_close(h); /* flushes into a block */
+
+	uint8_t block[4096];
+	size_t len = block_of(h, id, block, sizeof block);
+	struct block_info info;
+	assert_int_equal(block_peek(block, len, &info), DM_OK);
+	assert_int_equal(info.key_id, id);
+	struct block_decoded decoded;
+	assert_int_equal(block_decode(block, len, NULL, &decoded), DM_ERR_UNSUPPORTED);
+
+	harness_open(h, 3600000);
+	v = fleet_by_vin(engine_fleet(h->engine), VIN, 17);
+	assert_int_equal(speed_count(h, v), 10);
+}
+
+static void test_engine_in_clear_keeps_the_payload_visible(void **state)
+{
+	/* The control for the test above: the same scan finds the text when
+	 * the store is kept in clear, so the scan is known to see. */
+	struct harness *h = *state;
+	char wal[96];
+	snprintf(wal, sizeof wal, "%s/wal", h->dir);
+	static const char signal[] = "Vehicle.Speed";
+	h->clear = 1;
+	harness_open(h, 3600000);
+	struct fleet_vehicle *v = register_one(h);
+	ingest_and_store(h, v, 1);
+	assert_true(dir_holds(wal, signal, strlen(signal)));
+	harness_close(h);
+	/* A store made in clear does not open with a key store, nor the reverse. */
+	h->clear = 0;
+	assert_int_equal(harness_try_open(h, 3600000), DM_ERR_INVALID);
+	harness_close(h);
+}
+
+static void test_engine_refuses_a_sealed_store_opened_in_clear(void **state)
+{
+	struct harness *h = *state;
+	harness_open(h, 3600000);
+	register_one(h);
+	harness_close(h);
+	h->clear = 1;
+	assert_int_equal(harness_try_open(h, 3600000), DM_ERR_INVALID);
+}
+
+/* Two vehicles with one block each; returns their ids through a and b. */
+static void two_vehicles_with_blocks(struct harness *h, uint32_t *a, uint32_t *b)
+{
+	harness_open(h, 3600000);
+	struct fleet_vehicle *first = register_one(h);
+	char secret[64];
+	struct fleet_vehicle *second;
+	assert_int_equal(engine_register(h->engine, "LSVAU218XN2183295", "CN", "cn-test-1", "test",
+					 secret, sizeof secret, &second),
+			 DM_OK);
+	ingest_and_store(h, first, 1);
+	ingest_and_store(h, second, 1);
+	*a = first->record.id;
+	*b = second->record.id;
+	harness_close(h);
+}
+
+static int query_speed(struct harness *h, const char *vin)
+{
+	struct fleet_vehicle *v = fleet_by_vin(engine_fleet(h->engine), vin, 17);
+	assert_non_null(v);
+	struct engine_series series;
+	int rc = engine_query(h->engine, v, signal_id("Vehicle.Speed"), 0, INT64_MAX, 1000,
+			      &series);
+	if (rc == DM_OK)
+		engine_series_free(&series);
+	return rc;
+}
+
+static void test_engine_detects_a_block_moved_to_another_vehicle(void **state)
+{
+	struct harness *h = *state;
+	uint32_t a, b;
+	two_vehicles_with_blocks(h, &a, &b);
+	/* Copy A's block onto B's row (as an attacker with the file could). */
+	char sql[256];
+	snprintf(sql, sizeof sql,
+		 "UPDATE blocks SET data = (SELECT data FROM blocks WHERE vehicle_id = %u) "
+		 "WHERE vehicle_id = %u",
+		 (unsigned)a, (unsigned)b);
+	store_sql(h, sql);
+	harness_open(h, 3600000);
+	assert_int_equal(query_speed(h, VIN), DM_OK);
+	assert_int_equal(query_speed(h, "LSVAU218XN2183295"), DM_ERR_CRYPTO);
+	harness_close(h);
+	/* Moving the row itself (its vehicle_id) is caught the same way. */
+	snprintf(sql, sizeof sql, "DELETE FROM blocks WHERE vehicle_id = %u; "
+		 "UPDATE blocks SET vehicle_id = %u WHERE vehicle_id = %u",
+		 (unsigned)b, (unsigned)b, (unsigned)a);
+	store_sql(h, sql);
+	harness_open(h, 3600000);
+	assert_int_equal(query_speed(h, "LSVAU218XN2183295"), DM_ERR_CRYPTO);
+	/* Shifting its time window too. */
+	harness_close(h);
+	store_sql(h, "UPDATE blocks SET t_min = t_min - 1");
+	harness_open(h, 3600000);
+	assert_int_equal(query_speed(h, "LSVAU218XN2183295"), DM_ERR_CRYPTO);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static void test_engine_detects_a_block_altered_by_one_byte(void **state)
+{
+	struct harness *h = *state;
+	uint32_t a, b;
+	two_vehicles_with_blocks(h, &a, &b);
+	uint8_t block[4096];
+	size_t len = block_of(h, a, block, sizeof block);
+	/* One byte of the sealed body, with the trailing CRC made to fit. */
+	block[BLOCK_HEADER_LEN + 3] ^= 0x01;
+	put_be32(block + len - 4, crc32c(0, block, len - 4));
+	char path[128];
+	snprintf(path, sizeof path, "%s/store.db", h->dir);
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "UPDATE blocks SET data = ? WHERE vehicle_id = ?",
+					    -1, &stmt, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(stmt, 1, block, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, a);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	harness_open(h, 3600000);
+	assert_int_equal(query_speed(h, VIN), DM_ERR_CRYPTO);
+	assert_int_equal(query_speed(h, "LSVAU218XN2183295"), DM_OK);
+	harness_close(h);
+	/* Without the forged CRC the same change reads as damage. */
+	store_sql(h, "UPDATE blocks SET data = CAST(data AS BLOB) || x'00'");
+	harness_open(h, 3600000);
+	assert_int_equal(query_speed(h, "LSVAU218XN2183295"), DM_ERR_MALFORMED);
+}
+
+static void test_engine_erasure_destroys_the_key_and_compaction_the_blocks(void **state)
+{
+	struct harness *h = *state;
+	uint32_t a, b;
+	two_vehicles_with_blocks(h, &a, &b);
+	uint8_t block[4096];
+	size_t len = block_of(h, a, block, sizeof block);
+	assert_true(dir_holds(h->dir, block + BLOCK_HEADER_LEN, 32));
+
+
+	harness_open(h, 3600000);
+	struct fleet_vehicle *v = fleet_by_vin(engine_fleet(h->engine), VIN, 17);
+	ingest_and_store(h, v, 2); /* some of it still in memory and the log */
+	assert_int_equal(engine_erase(h->engine, v, "officer-li"), DM_OK);
+	assert_int_equal(engine_erase(h->engine, v, "officer-li"), DM_ERR_GONE);
+	assert_int_equal(query_speed(h, VIN), DM_ERR_GONE);
+	struct engine_series series;
+	assert_int_equal(engine_latest(h->engine, v, signal_id("Vehicle.Speed"), &series),
+			 DM_ERR_GONE);
+	assert_int_equal(ingest_speeds(h, v, 3, 1732500000000, 2, 3), DM_ERR_GONE);
+	assert_true(v->record.erased_ms > 0);
+	assert_string_equal(v->record.erased_by, "officer-li");
+	assert_int_equal(query_speed(h, "LSVAU218XN2183295"), DM_OK);
+	harness_close(h);
+
+	/* After a restart: still erased, by whom, and the other vehicle intact. */
+	harness_open(h, 3600000);
+	v = fleet_by_vin(engine_fleet(h->engine), VIN, 17);
+	assert_true(v->record.erased_ms > 0 && !v->record.has_key);
+	assert_string_equal(v->record.erased_by, "officer-li");
+	assert_int_equal(query_speed(h, VIN), DM_ERR_GONE);
+	assert_int_equal(query_speed(h, "LSVAU218XN2183295"), DM_OK);
+	harness_close(h);
+	/* Compaction removed A's blocks, and no file of the store holds its
+	 * ciphertext any more. */
+	char sql[128];
+	snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM blocks WHERE vehicle_id = %u", (unsigned)a);
+	assert_int_equal(store_count(h, sql), 0);
+	snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM blocks WHERE vehicle_id = %u", (unsigned)b);
+	assert_int_equal(store_count(h, sql), 1);
+	assert_false(dir_holds(h->dir, block + BLOCK_HEADER_LEN, 32));
+	(void)len;
+}
+
+static void test_engine_kek_rotation_rewraps_without_rewriting_blocks(void **state)
+{
+	struct harness *h = *state;
+	uint32_t a, b;
+	two_vehicles_with_blocks(h, &a, &b);
+	uint8_t before[4096], after[4096];
+	size_t len = block_of(h, a, before, sizeof before);
+	harness_open(h, 3600000);
+	uint32_t old_id = keystore_key_id(h->keystore), new_id = 0;
+	assert_int_equal(engine_rotate_kek(h->engine, &new_id), DM_OK);
+	assert_int_not_equal(new_id, old_id);
+	assert_int_equal(keystore_key_id(h->keystore), new_id);
+	harness_close(h);
+	/* The old KEK is gone from the directory; every key unwraps under the
+	 * new one, and the blocks are byte for byte what they were. */
+	char old_file[128];
+	snprintf(old_file, sizeof old_file, "%s/kek-%08x.key", h->dir, (unsigned)old_id);
+	assert_int_equal(access(old_file, F_OK), -1);
+	assert_int_equal(block_of(h, a, after, sizeof after), len);
+	assert_memory_equal(before, after, len);
+	harness_open(h, 3600000);
+	assert_int_equal(query_speed(h, VIN), DM_OK);
+	assert_int_equal(query_speed(h, "LSVAU218XN2183295"), DM_OK);
+}
+
 static void test_engine_refuses_a_second_registration_of_a_vin(void **state)
 {
 	struct harness *h = *state;
@@ -562,6 +899,22 @@ int main(void)
 			harness_setup, harness_teardown),
 		cmocka_unit_test_setup_teardown(test_engine_refuses_a_second_registration_of_a_vin,
 						harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(test_engine_seals_log_records_and_blocks,
+						harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(test_engine_in_clear_keeps_the_payload_visible,
+						harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(test_engine_refuses_a_sealed_store_opened_in_clear,
+						harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(test_engine_detects_a_block_moved_to_another_vehicle,
+						harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(test_engine_detects_a_block_altered_by_one_byte,
+						harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_engine_erasure_destroys_the_key_and_compaction_the_blocks,
+			harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_engine_kek_rotation_rewraps_without_rewriting_blocks, harness_setup,
+			harness_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_engine_knows_a_batch_older_than_the_window_that_is_only_in_memory,
 			harness_setup, harness_teardown),

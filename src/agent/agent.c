@@ -22,7 +22,8 @@
  * not authorised, unsupported protocol, banned, and a redirect the vehicle
  * does not follow). A redirect (0x9D Server moved, 0x9C Use another server)
  * is followed only as agent.h says: to an endpoint that the agent's own
- * topology lists for the vehicle's home, by plain mqtt://, at most
+ * topology lists for the vehicle's home, by the agent's own transport
+ * (mqtts:// with TLS, mqtt:// without), at most
  * max_redirects times in a run.
  *
  * Invariants:
@@ -50,6 +51,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -58,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <mosquitto.h>
@@ -721,7 +724,8 @@ static int redirect_verdict(const struct agent *a, const struct vehicle *v, cons
 	if (topology_endpoint_allowed(c->topology, v->home, reference) != 1)
 		return AGENT_REDIRECT_NOT_IN_TOPOLOGY;
 	int tls = 0;
-	if (agent_parse_mqtt_url(reference, host, host_len, port, &tls) != DM_OK || tls)
+	if (agent_parse_mqtt_url(reference, host, host_len, port, &tls) != DM_OK ||
+	    tls != (c->tls_ca != NULL))
 		return AGENT_REDIRECT_UNSUPPORTED_SCHEME;
 	if (v->redirects >= c->max_redirects)
 		return AGENT_REDIRECT_TOO_MANY;
@@ -875,9 +879,28 @@ static int vehicle_connect(struct agent *a, struct vehicle *v)
 	 * latency. */
 	mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
 	mosquitto_max_inflight_messages_set(m, (unsigned)c->inflight);
-	if (mosquitto_username_pw_set(m, v->spec->vin, v->spec->secret) != MOSQ_ERR_SUCCESS) {
+	/* Over TLS the certificate is the credential: no password is sent. */
+	if (mosquitto_username_pw_set(m, v->spec->vin, c->tls_ca ? NULL : v->spec->secret) !=
+	    MOSQ_ERR_SUCCESS) {
 		mosquitto_destroy(m);
 		return DM_ERR_NOMEM;
+	}
+	if (c->tls_ca) {
+		char cert[PATH_MAX], key[PATH_MAX];
+		snprintf(cert, sizeof cert, "%s/%s.crt", c->cert_dir, v->spec->vin);
+		snprintf(key, sizeof key, "%s/%s.key", c->cert_dir, v->spec->vin);
+		int tls_rc = mosquitto_tls_set(m, c->tls_ca, NULL, cert, key, NULL);
+		if (tls_rc == MOSQ_ERR_SUCCESS)
+			tls_rc =
+			    mosquitto_tls_opts_set(m, 1 /* verify the broker */, "tlsv1.2", NULL);
+		if (tls_rc != MOSQ_ERR_SUCCESS) {
+			if (!v->warned)
+				dm_warn("agent: vehicle %s: TLS setup with %s failed: %s",
+				        v->spec->vin, cert, mosquitto_strerror(tls_rc));
+			v->warned = true;
+			mosquitto_destroy(m);
+			return tls_rc == MOSQ_ERR_NOMEM ? DM_ERR_NOMEM : DM_ERR_INVALID;
+		}
 	}
 	mosquitto_connect_v5_callback_set(m, on_connect);
 	mosquitto_disconnect_v5_callback_set(m, on_disconnect);
@@ -1403,6 +1426,12 @@ static const char usage_text[] =
     "                        refused and counted\n"
     "  --max-redirects N     redirects a vehicle follows in one run (default 3, at most 100)\n"
     "\n"
+    "TLS (MQTT over TLS 1.2+, mqtts:// redirects only):\n"
+    "  --tls-ca FILE         the CA certificate that verifies the brokers\n"
+    "  --cert-dir DIR        each vehicle's DIR/VIN.crt and DIR/VIN.key (domicile pki\n"
+    "                        vehicle): the certificate replaces the password, so --secret\n"
+    "                        may be left out and a fleet file's SECRET may be '-'\n"
+    "\n"
     "Exit status: 0 when every vehicle connected and every batch was acknowledged,\n"
     "1 otherwise, 2 for a usage error.\n";
 
@@ -1665,6 +1694,8 @@ enum option_id {
 	OPT_HOME,
 	OPT_TOPOLOGY,
 	OPT_MAX_REDIRECTS,
+	OPT_TLS_CA,
+	OPT_CERT_DIR,
 	OPT_HELP,
 };
 
@@ -1692,6 +1723,8 @@ static const struct option long_options[] = {
     {"home", required_argument, NULL, OPT_HOME},
     {"topology", required_argument, NULL, OPT_TOPOLOGY},
     {"max-redirects", required_argument, NULL, OPT_MAX_REDIRECTS},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"cert-dir", required_argument, NULL, OPT_CERT_DIR},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -1702,6 +1735,33 @@ static int usage_error(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fputs("\n(see domicile agent --help)\n", stderr);
 	return 2;
+}
+
+/* With TLS, every file a vehicle will need is readable before the run
+ * starts: a missing certificate is a usage error naming it, not a vehicle
+ * that retries for ever. Returns 0, or 2 after printing the problem. */
+static int check_tls_files(const struct agent_config *config, const struct fleet_list *list)
+{
+	if (access(config->tls_ca, R_OK) != 0) {
+		fprintf(stderr, "domicile agent: --tls-ca %s: %s\n", config->tls_ca,
+		        strerror(errno));
+		return 2;
+	}
+	for (size_t i = 0; i < list->count; i++) {
+		static const char *const ext[] = {"crt", "key"};
+		for (size_t e = 0; e < 2; e++) {
+			char path[PATH_MAX];
+			int n = snprintf(path, sizeof path, "%s/%s.%s", config->cert_dir,
+			                 list->items[i].vin, ext[e]);
+			if (n < 0 || (size_t)n >= sizeof path || access(path, R_OK) != 0) {
+				fprintf(stderr, "domicile agent: %s: %s\n", path,
+				        n < 0 || (size_t)n >= sizeof path ? "path too long"
+				                                          : strerror(errno));
+				return 2;
+			}
+		}
+	}
+	return 0;
 }
 
 int agent_main(int argc, char **argv)
@@ -1840,6 +1900,12 @@ int agent_main(int argc, char **argv)
 				                   optarg);
 			config.max_redirects = (int)number;
 			break;
+		case OPT_TLS_CA:
+			config.tls_ca = optarg;
+			break;
+		case OPT_CERT_DIR:
+			config.cert_dir = optarg;
+			break;
 		case OPT_HELP:
 			fputs(usage_text, stdout);
 			return 0;
@@ -1851,10 +1917,15 @@ int agent_main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!config.tls_ca != !config.cert_dir)
+		return usage_error("%s", "--tls-ca and --cert-dir go together");
 	if (fleet && (vin || secret))
 		return usage_error("%s", "give either --vin and --secret, or --fleet, not both");
-	if (!fleet && (!vin || !secret))
-		return usage_error("%s", "give --vin VIN and --secret SECRET, or --fleet FILE");
+	if (!fleet && (!vin || (!secret && !config.cert_dir)))
+		return usage_error("%s", "give --vin VIN and --secret SECRET (or --cert-dir), or "
+		                         "--fleet FILE");
+	if (!secret)
+		secret = "-"; /* over TLS: never sent */
 
 	struct fleet_list list = {0};
 	int status;
@@ -1866,6 +1937,11 @@ int agent_main(int argc, char **argv)
 	} else if (fleet_list_add(&list, vin, secret, 0, 0, 0, NULL) != DM_OK) {
 		fputs("domicile agent: out of memory\n", stderr);
 		return 1;
+	}
+
+	if (config.tls_ca && (status = check_tls_files(&config, &list)) != 0) {
+		fleet_list_free(&list);
+		return status;
 	}
 
 	struct catalog *catalog = NULL;

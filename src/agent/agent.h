@@ -3,11 +3,14 @@
  *
  * One process, one thread, any number of vehicles. Each vehicle is a
  * libmosquitto client (client id and user name = its VIN, password = its
- * secret) driven from a single poll() loop; each drives a simulated route
- * (agent/route.h), samples its signals, groups the samples into batches with
- * increasing sequence numbers and publishes them QoS 1 on v/{VIN}/telemetry,
- * JSON or protobuf (ingest/payload.h), with at most a fixed number of batches
- * waiting for their PUBACK. A batch whose connection drops before its PUBACK
+ * secret; or, with TLS, its client certificate instead of the password:
+ * DIR/<VIN>.crt and DIR/<VIN>.key as `domicile pki vehicle` issues them,
+ * the brokers verified against one CA file, TLS 1.2 or later) driven from a
+ * single poll() loop; each drives a simulated route (agent/route.h), samples
+ * its signals, groups the samples into batches with increasing sequence
+ * numbers and publishes them QoS 1 on v/{VIN}/telemetry, JSON or protobuf
+ * (ingest/payload.h), with at most a fixed number of batches waiting for
+ * their PUBACK. A batch whose connection drops before its PUBACK
  * is published again with the same sequence number after reconnecting (the
  * node stores it once).
  *
@@ -30,7 +33,9 @@
  * Server moved (or 0x9C Use another server) with a Server Reference. The
  * vehicle follows it, at once and for the rest of the run, only when the
  * agent's own topology lists that endpoint for the vehicle's home, the
- * scheme is plain mqtt:// and fewer than `max_redirects` redirects were
+ * scheme is the agent's transport (mqtts:// with TLS, mqtt:// without: a
+ * redirect never downgrades a vehicle to plain TCP) and fewer than
+ * `max_redirects` redirects were
  * followed; otherwise the vehicle stops and the refusal is counted by
  * reason. A redirect is a hint: following one anywhere else would let a
  * rogue server pull a car's data out of its country.
@@ -92,6 +97,9 @@ struct agent_config {
 	const char *home; /* ISO 3166 alpha-2 for vehicles without their own; NULL: none */
 	const struct topology *topology; /* where redirects may lead; NULL: never followed */
 	int max_redirects; /* followed by a vehicle in one run, 0..AGENT_MAX_REDIRECTS_LIMIT */
+	/* TLS: both set, or both NULL for plain TCP. */
+	const char *tls_ca;   /* PEM CA certificate(s) that verify every broker */
+	const char *cert_dir; /* <VIN>.crt and <VIN>.key of each vehicle */
 };
 
 /* Fills config with the defaults of the command line (no vehicles, no
@@ -104,7 +112,8 @@ enum agent_redirect_refusal {
 	AGENT_REDIRECT_NOT_IN_TOPOLOGY,    /* "redirect_not_in_topology" */
 	AGENT_REDIRECT_TOO_MANY,           /* "too_many_redirects" */
 	AGENT_REDIRECT_NO_REFERENCE,       /* "redirect_without_reference" */
-	AGENT_REDIRECT_UNSUPPORTED_SCHEME, /* "redirect_unsupported_scheme": mqtts (TLS later) */
+	AGENT_REDIRECT_UNSUPPORTED_SCHEME, /* "redirect_unsupported_scheme": not the agent's
+					    * transport (mqtts without TLS, mqtt with) */
 	AGENT_REDIRECT_NO_HOME,            /* "redirect_without_home": nothing to check against */
 	AGENT_REDIRECT_NO_TOPOLOGY,        /* "redirect_without_topology": no --topology */
 	AGENT_REDIRECT_REFUSAL_COUNT

@@ -4,8 +4,9 @@
  *
  * Invariants of the file backend:
  *  1. Every KEK that wrapped a blob still on disk stays readable until
- *     keystore_file_drop is told otherwise: a rotation links the old key to
- *     kek-<id>.key and fsyncs the directory before kek.key is replaced.
+ *     keystore_file_drop (keystore_drop) is told otherwise: a rotation
+ *     links the old key to kek-<id>.key and fsyncs the directory before
+ *     kek.key is replaced.
  *  2. A key file is used only when it is a regular file, not a symlink,
  *     no more open than 0600, and exactly 32 bytes; anything else stops the
  *     node with the file's name in the log, because a key another user can
@@ -52,15 +53,19 @@
 
 #define DEK_AD_LABEL "domicile-dek-v1"
 #define DEK_AD_LABEL_LEN (sizeof DEK_AD_LABEL - 1)
+_Static_assert(KEYSTORE_DEK_AD_LEN == DEK_AD_LABEL_LEN + 4, "the AD is the label and an id");
 #define KEK_ID_LABEL "domicile-kek-id"
 #define PATH_CAP (PATH_MAX + 32)
 
 /* Offsets in the wrapped blob. */
-#define BLOB_VERSION 0
-#define BLOB_KEK_ID 1
-#define BLOB_NONCE 5
-#define BLOB_CIPHER 17
-#define BLOB_TAG (BLOB_CIPHER + KEYSTORE_DEK_LEN)
+#define BLOB_VERSION KEYSTORE_BLOB_VERSION
+#define BLOB_KEK_ID KEYSTORE_BLOB_KEK_ID
+#define BLOB_NONCE KEYSTORE_BLOB_NONCE
+#define BLOB_CIPHER KEYSTORE_BLOB_CIPHER
+#define BLOB_TAG KEYSTORE_BLOB_TAG
+_Static_assert(KEYSTORE_BLOB_NONCE_LEN == AEAD_NONCE_LEN, "one nonce size");
+_Static_assert(KEYSTORE_BLOB_TAG_LEN == AEAD_TAG_LEN, "one tag size");
+_Static_assert(KEYSTORE_BLOB_TAG + KEYSTORE_BLOB_TAG_LEN == KEYSTORE_WRAPPED_LEN, "layout");
 
 struct kek {
 	uint32_t id;
@@ -96,6 +101,22 @@ uint32_t keystore_key_id(const struct keystore *ks)
 	return ks->ops->key_id(ks);
 }
 
+int keystore_rotate(struct keystore *ks, uint32_t *new_id)
+{
+	if (new_id)
+		*new_id = 0;
+	if (!ks->ops->rotate)
+		return DM_ERR_UNSUPPORTED;
+	return ks->ops->rotate(ks, new_id);
+}
+
+int keystore_drop(struct keystore *ks, uint32_t kek_id)
+{
+	if (!ks->ops->drop)
+		return DM_ERR_UNSUPPORTED;
+	return ks->ops->drop(ks, kek_id);
+}
+
 static uint32_t get_be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -112,6 +133,18 @@ static void put_be32(uint8_t *p, uint32_t v)
 uint32_t keystore_blob_kek_id(const uint8_t blob[KEYSTORE_WRAPPED_LEN])
 {
 	return get_be32(blob + BLOB_KEK_ID);
+}
+
+void keystore_dek_ad(uint8_t ad[KEYSTORE_DEK_AD_LEN], uint32_t vehicle_id)
+{
+	memcpy(ad, DEK_AD_LABEL, DEK_AD_LABEL_LEN);
+	put_be32(ad + DEK_AD_LABEL_LEN, vehicle_id);
+}
+
+void keystore_blob_begin(uint8_t blob[KEYSTORE_WRAPPED_LEN], uint32_t kek_id)
+{
+	blob[BLOB_VERSION] = KEYSTORE_WRAP_VERSION;
+	put_be32(blob + BLOB_KEK_ID, kek_id);
 }
 
 void keystore_free(struct keystore *ks)
@@ -247,20 +280,13 @@ static struct kek *find_kek(struct file_keystore *fks, uint32_t id)
 	return NULL;
 }
 
-static void build_dek_ad(uint8_t ad[DEK_AD_LABEL_LEN + 4], uint32_t vehicle_id)
-{
-	memcpy(ad, DEK_AD_LABEL, DEK_AD_LABEL_LEN);
-	put_be32(ad + DEK_AD_LABEL_LEN, vehicle_id);
-}
-
 static int file_wrap(struct keystore *ks, uint32_t vehicle_id, const uint8_t dek[KEYSTORE_DEK_LEN],
                      uint8_t blob[KEYSTORE_WRAPPED_LEN])
 {
 	struct file_keystore *fks = (struct file_keystore *)ks;
-	uint8_t ad[DEK_AD_LABEL_LEN + 4];
-	build_dek_ad(ad, vehicle_id);
-	blob[BLOB_VERSION] = KEYSTORE_WRAP_VERSION;
-	put_be32(blob + BLOB_KEK_ID, fks->current.id);
+	uint8_t ad[KEYSTORE_DEK_AD_LEN];
+	keystore_dek_ad(ad, vehicle_id);
+	keystore_blob_begin(blob, fks->current.id);
 	int rc = RAND_bytes(blob + BLOB_NONCE, AEAD_NONCE_LEN) == 1 ? DM_OK : DM_ERR_CRYPTO;
 	if (rc == DM_OK)
 		rc = aead_seal(fks->current.key, blob + BLOB_NONCE, ad, sizeof ad, dek,
@@ -280,8 +306,8 @@ static int file_unwrap(struct keystore *ks, uint32_t vehicle_id,
 	struct kek *kek = find_kek(fks, get_be32(blob + BLOB_KEK_ID));
 	if (!kek)
 		return DM_ERR_NOT_FOUND;
-	uint8_t ad[DEK_AD_LABEL_LEN + 4];
-	build_dek_ad(ad, vehicle_id);
+	uint8_t ad[KEYSTORE_DEK_AD_LEN];
+	keystore_dek_ad(ad, vehicle_id);
 	return aead_open(kek->key, blob + BLOB_NONCE, ad, sizeof ad, blob + BLOB_CIPHER,
 	                 KEYSTORE_DEK_LEN, blob + BLOB_TAG, dek);
 }
@@ -308,6 +334,8 @@ static const struct keystore_ops file_ops = {
     .wrap = file_wrap,
     .unwrap = file_unwrap,
     .key_id = file_key_id,
+    .rotate = keystore_file_rotate,
+    .drop = keystore_file_drop,
     .destroy = file_destroy,
 };
 

@@ -4,9 +4,10 @@
  *
  * The KEK never leaves its key store (promise 3 of DESIGN.md): callers hand
  * in a DEK and get back a wrapped blob to store beside the vehicle, or the
- * reverse. A backend is a table of functions (struct keystore_ops); the file
- * backend is here, a PKCS#11 backend can implement the same table so that
- * the KEK stays inside a token.
+ * reverse. A backend is a table of functions (struct keystore_ops): the file
+ * backend is here, the PKCS#11 backend (keystore_pkcs11.h) keeps the KEK
+ * inside a token and wraps there. Both write the blob below, so the code
+ * that stores blobs does not know which backend made them.
  *
  * Wrapped blob (KEYSTORE_WRAPPED_LEN = 65 bytes, the same for every backend
  * that uses AES-256-GCM):
@@ -22,9 +23,17 @@
  * not unwrap. Random nonces are right here: a KEK wraps one DEK per vehicle
  * per rotation, far below GCM's 2^32 limit for random nonces.
  *
- * Ownership: keystore_file_open hands out a keystore the caller frees with
- * keystore_free (accepts NULL), which wipes every key it held. A keystore is
- * not thread-safe; callers serialise use of one instance.
+ * Rotation (keystore_rotate) makes a new current KEK and keeps the old ones
+ * for unwrapping until keystore_drop forgets them; the caller re-wraps every
+ * stored blob in between (blocks are sealed by the DEKs, so no block is
+ * rewritten). Each backend records which KEK is current so that a crash at
+ * any step leaves the old or the new one current and every KEK that wrapped
+ * a stored blob still held.
+ *
+ * Ownership: keystore_file_open and keystore_pkcs11_open hand out a keystore
+ * the caller frees with keystore_free (accepts NULL), which wipes every key
+ * (or closes every token session) it held. A keystore is not thread-safe;
+ * callers serialise use of one instance.
  */
 #ifndef DM_KEYSTORE_H
 #define DM_KEYSTORE_H
@@ -49,6 +58,8 @@ struct keystore_ops {
 	int (*unwrap)(struct keystore *ks, uint32_t vehicle_id,
 	              const uint8_t blob[KEYSTORE_WRAPPED_LEN], uint8_t dek[KEYSTORE_DEK_LEN]);
 	uint32_t (*key_id)(const struct keystore *ks);
+	int (*rotate)(struct keystore *ks, uint32_t *new_id); /* NULL: cannot rotate */
+	int (*drop)(struct keystore *ks, uint32_t kek_id);    /* NULL: cannot drop */
 	void (*destroy)(struct keystore *ks);
 };
 
@@ -78,8 +89,44 @@ uint32_t keystore_key_id(const struct keystore *ks);
 /* The kek id written in blob (bytes 1..4); no key needed. */
 uint32_t keystore_blob_kek_id(const uint8_t blob[KEYSTORE_WRAPPED_LEN]);
 
+/* Makes a new current KEK. Blobs wrapped before still unwrap; new wraps use
+ * the new id. A crash at any point leaves either the old or the new KEK
+ * current, and every KEK that wrapped a blob held. Returns DM_OK, with the
+ * new id in *new_id when new_id is not NULL (*new_id is 0 on failure);
+ * DM_ERR_UNSUPPORTED when the backend cannot rotate; otherwise what the
+ * backend's rotate returns (keystore_file_rotate, keystore_pkcs11.h), after
+ * which the current KEK is unchanged unless that backend says otherwise. */
+int keystore_rotate(struct keystore *ks, uint32_t *new_id);
+
+/* Forgets an old KEK for good (a file removed, a token object destroyed).
+ * Call only after every blob it wrapped was re-wrapped: those that were not
+ * can never be unwrapped again. Returns DM_OK; DM_ERR_INVALID for the
+ * current KEK's id; DM_ERR_NOT_FOUND when no old KEK has that id;
+ * DM_ERR_UNSUPPORTED when the backend cannot drop; otherwise what the
+ * backend's drop returns. */
+int keystore_drop(struct keystore *ks, uint32_t kek_id);
+
 /* Destroys ks and wipes its keys. Accepts NULL. */
 void keystore_free(struct keystore *ks);
+
+/*
+ * For backends: the blob's offsets and the associated data every backend
+ * binds, so that all of them write the layout above byte for byte.
+ */
+#define KEYSTORE_BLOB_VERSION 0
+#define KEYSTORE_BLOB_KEK_ID 1
+#define KEYSTORE_BLOB_NONCE 5
+#define KEYSTORE_BLOB_NONCE_LEN 12
+#define KEYSTORE_BLOB_CIPHER 17
+#define KEYSTORE_BLOB_TAG (KEYSTORE_BLOB_CIPHER + KEYSTORE_DEK_LEN)
+#define KEYSTORE_BLOB_TAG_LEN 16
+#define KEYSTORE_DEK_AD_LEN 19 /* "domicile-dek-v1" (15 bytes) || vehicle id (4) */
+
+/* Writes the AD of a DEK wrapped for vehicle_id. */
+void keystore_dek_ad(uint8_t ad[KEYSTORE_DEK_AD_LEN], uint32_t vehicle_id);
+
+/* Writes the version and kek_id (big-endian) at the start of blob. */
+void keystore_blob_begin(uint8_t blob[KEYSTORE_WRAPPED_LEN], uint32_t kek_id);
 
 /*
  * The file backend. data_dir holds:
@@ -103,7 +150,8 @@ void keystore_free(struct keystore *ks);
  * On failure *out is NULL. */
 int keystore_file_open(const char *data_dir, struct keystore **out);
 
-/* Makes a new current KEK: writes kek.key.new, keeps the current one as
+/* The file backend's rotate (keystore_rotate calls it for a file keystore).
+ * Makes a new current KEK: writes kek.key.new, keeps the current one as
  * kek-<old id>.key (a hard link), renames kek.key.new over kek.key and
  * fsyncs the directory. Blobs wrapped before still unwrap; new wraps use the
  * new id. A crash at any point leaves either the old or the new KEK current
@@ -116,7 +164,8 @@ int keystore_file_open(const char *data_dir, struct keystore **out);
  * a power loss, so the caller should wrap nothing more until it reopens. */
 int keystore_file_rotate(struct keystore *ks, uint32_t *new_id);
 
-/* Forgets an old KEK: removes kek-<id>.key and wipes it from memory. Call
+/* The file backend's drop (keystore_drop calls it for a file keystore).
+ * Forgets an old KEK: removes kek-<id>.key and wipes it from memory. Call
  * only after every blob it wrapped was re-wrapped: those that were not can
  * never be unwrapped again. Returns DM_OK; DM_ERR_INVALID for the current
  * KEK's id; DM_ERR_NOT_FOUND when no old KEK has that id;

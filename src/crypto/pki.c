@@ -469,6 +469,9 @@ static int ca_load(const char *dir, struct ca *ca, char *err, size_t err_len)
 	return DM_OK;
 }
 
+static int build_crl(const struct ca *ca, const struct dm_buf *revoked, int64_t number,
+                     X509_CRL **out, const char *crl_path, char *err, size_t err_len);
+
 static int check_days(unsigned days, char *err, size_t err_len)
 {
 	if (days == 0 || days > PKI_DAYS_MAX)
@@ -489,11 +492,13 @@ int pki_ca_create(const char *dir, const char *jurisdiction, unsigned days, char
 	int status = check_days(days, err, err_len);
 	if (status != DM_OK)
 		return status;
-	char key_path[PATH_MAX], cert_path[PATH_MAX];
+	char key_path[PATH_MAX], cert_path[PATH_MAX], crl_path[PATH_MAX];
 	if ((status = make_path(key_path, sizeof key_path, dir, "ca", ".key", err, err_len)) ||
 	    (status = make_path(cert_path, sizeof cert_path, dir, "ca", ".crt", err, err_len)) ||
+	    (status = make_path(crl_path, sizeof crl_path, dir, "ca", ".crl", err, err_len)) ||
 	    (status = refuse_existing(key_path, err, err_len)) ||
-	    (status = refuse_existing(cert_path, err, err_len)))
+	    (status = refuse_existing(cert_path, err, err_len)) ||
+	    (status = refuse_existing(crl_path, err, err_len)))
 		return status;
 
 	EVP_PKEY *key = new_key();
@@ -515,6 +520,22 @@ int pki_ca_create(const char *dir, const char *jurisdiction, unsigned days, char
 		status = write_file(cert_path, O_EXCL, 0644, emit_cert, cert, err, err_len);
 		if (status != DM_OK)
 			unlink(key_path);
+	}
+	if (status == DM_OK) {
+		/* An empty CRL from the start: a node refuses a CA without one
+		 * (revocation could not be enforced), so a new CA works at once.
+		 * Its crlNumber is 1; the first revocation's is 2. */
+		struct ca ca = {.cert = cert, .key = key};
+		struct dm_buf none = {0};
+		X509_CRL *crl = NULL;
+		status = build_crl(&ca, &none, 1, &crl, crl_path, err, err_len);
+		if (status == DM_OK)
+			status = write_file(crl_path, O_EXCL, 0644, emit_crl, crl, err, err_len);
+		X509_CRL_free(crl);
+		if (status != DM_OK) {
+			unlink(cert_path);
+			unlink(key_path);
+		}
 	}
 	X509_free(cert);
 	EVP_PKEY_free(key);
@@ -811,6 +832,44 @@ out:
 
 /* ---- identity ---------------------------------------------------------------------------- */
 
+int pki_x509_jurisdiction(const X509 *cert, char jurisdiction[3])
+{
+	jurisdiction[0] = '\0';
+	char country[3];
+	if (cert == NULL ||
+	    name_entry(X509_get_subject_name(cert), NID_countryName, country, sizeof country) !=
+	        DM_OK ||
+	    !is_jurisdiction(country))
+		return DM_ERR_INVALID;
+	memcpy(jurisdiction, country, sizeof country);
+	return DM_OK;
+}
+
+int pki_x509_identity(const X509 *cert, char vin[18], char jurisdiction[3], char *err,
+                      size_t err_len)
+{
+	if (err != NULL && err_len > 0)
+		err[0] = '\0';
+	vin[0] = '\0';
+	jurisdiction[0] = '\0';
+	if (cert == NULL)
+		return fail(err, err_len, DM_ERR_INVALID, "no certificate");
+	const X509_NAME *subject = X509_get_subject_name(cert);
+	char cn[VIN_LEN + 1], country[3];
+	char why[WHY_MAX];
+	if (name_entry(subject, NID_commonName, cn, sizeof cn) != DM_OK)
+		return fail(err, err_len, DM_ERR_INVALID,
+		            "subject needs exactly one CN of at most %d bytes", VIN_LEN);
+	if (vin_check(cn, strlen(cn), why, sizeof why) != DM_OK)
+		return fail(err, err_len, DM_ERR_INVALID, "CN is not a valid VIN: %s", why);
+	if (pki_x509_jurisdiction(cert, country) != DM_OK)
+		return fail(err, err_len, DM_ERR_INVALID,
+		            "subject needs exactly one C of two upper-case letters");
+	memcpy(vin, cn, sizeof cn);
+	memcpy(jurisdiction, country, sizeof country);
+	return DM_OK;
+}
+
 int pki_cert_identity(const char *cert_path, char vin[18], char jurisdiction[3], char *err,
                       size_t err_len)
 {
@@ -824,25 +883,10 @@ int pki_cert_identity(const char *cert_path, char vin[18], char jurisdiction[3],
 	int status = read_cert(cert_path, &cert, err, err_len);
 	if (status != DM_OK)
 		return status;
-	const X509_NAME *subject = X509_get_subject_name(cert);
-	char cn[VIN_LEN + 1], country[3];
 	char why[WHY_MAX];
-	if (name_entry(subject, NID_commonName, cn, sizeof cn) != DM_OK) {
-		status = fail(err, err_len, DM_ERR_INVALID,
-		              "%s: subject needs exactly one CN of at most %d bytes", cert_path,
-		              VIN_LEN);
-	} else if (vin_check(cn, strlen(cn), why, sizeof why) != DM_OK) {
-		status = fail(err, err_len, DM_ERR_INVALID, "%s: CN is not a valid VIN: %s",
-		              cert_path, why);
-	} else if (name_entry(subject, NID_countryName, country, sizeof country) != DM_OK ||
-	           !is_jurisdiction(country)) {
-		status =
-		    fail(err, err_len, DM_ERR_INVALID,
-		         "%s: subject needs exactly one C of two upper-case letters", cert_path);
-	} else {
-		memcpy(vin, cn, sizeof cn);
-		memcpy(jurisdiction, country, sizeof country);
-	}
+	status = pki_x509_identity(cert, vin, jurisdiction, why, sizeof why);
+	if (status != DM_OK)
+		fail(err, err_len, status, "%s: %s", cert_path, why);
 	X509_free(cert);
 	return status;
 }

@@ -15,8 +15,9 @@
  *   revoked.txt  one revoked certificate per line: "SERIAL_HEX UNIX_SECONDS\n"
  *                (upper-case hex serial, revocation time); the CRL is rebuilt
  *                from it, so earlier revocations are kept
- *   ca.crl       the signed CRL (v2), PEM; its crlNumber is the previous
- *                one's plus one, starting at 1
+ *   ca.crl       the signed CRL (v2), PEM; written empty with crlNumber 1
+ *                when the CA is created, then each revocation's crlNumber is
+ *                the previous one's plus one
  * Issued files go to an output directory as NAME.key (0600) and NAME.crt
  * (0644), NAME being the VIN or the site id. Keys and certificates are
  * created with O_EXCL: nothing is ever overwritten. revoked.txt and ca.crl
@@ -34,6 +35,8 @@
 
 #include <stddef.h>
 
+#include <openssl/x509.h>
+
 /* Longest validity accepted, in days (100 years). */
 #define PKI_DAYS_MAX 36500u
 
@@ -41,8 +44,10 @@
  * in the existing directory dir: ca.key and ca.crt, valid for days (1 ..
  * PKI_DAYS_MAX) from now. Subject CN="domicile vehicle CA <JURISDICTION>",
  * C=<JURISDICTION>; basicConstraints CA:TRUE and keyUsage keyCertSign,
- * cRLSign, both critical; subject key id. DM_ERR_EXISTS if ca.key or ca.crt
- * is there already; DM_ERR_INVALID for bad arguments; DM_ERR_IO, DM_ERR_CRYPTO,
+ * cRLSign, both critical; subject key id. Also writes ca.crl: an empty CRL
+ * (crlNumber 1, nextUpdate in 7 days) so that a node can enforce revocation
+ * from the start. All three files or none. DM_ERR_EXISTS if ca.key, ca.crt
+ * or ca.crl is there already; DM_ERR_INVALID for bad arguments; DM_ERR_IO, DM_ERR_CRYPTO,
  * DM_ERR_NOMEM. */
 int pki_ca_create(const char *dir, const char *jurisdiction, unsigned days, char *err,
                   size_t err_len);
@@ -84,5 +89,14 @@ int pki_revoke(const char *ca_dir, const char *cert_path, char *err, size_t err_
  * failure. */
 int pki_cert_identity(const char *cert_path, char vin[18], char jurisdiction[3], char *err,
                       size_t err_len);
+
+/* pki_cert_identity of a certificate already in memory (the peer of a
+ * verified TLS session); messages do not name a file. */
+int pki_x509_identity(const X509 *cert, char vin[18], char jurisdiction[3], char *err,
+                      size_t err_len);
+
+/* The subject C of cert into jurisdiction: DM_OK, or DM_ERR_INVALID (and "")
+ * unless the subject has exactly one C of two upper-case letters. */
+int pki_x509_jurisdiction(const X509 *cert, char jurisdiction[3]);
 
 #endif

@@ -38,6 +38,14 @@
  *      be told the limit, are paused instead of refused) and the output
  *      buffer is below OUTPUT_PAUSE bytes.
  *   6. Session ids come from a 64-bit counter and are never reused.
+ *   7. A TLS connection (conn.ssl set) is in AWAIT_CONNECT during its
+ *      handshake, which connect_timer bounds with the CONNECT. Its CONNECT
+ *      is looked at only after the handshake completed (the bufferevent
+ *      hands over no application data before), and on_connect sees the
+ *      identity of its verified certificate or is not called at all.
+ *   8. A TLS connection is ended with a close_notify (SSL_shutdown) only
+ *      when its handshake completed and no error or EOF was seen on it;
+ *      the SSL object is freed with its bufferevent (BEV_OPT_CLOSE_ON_FREE).
  */
 #include "mqtt/server.h"
 
@@ -52,10 +60,14 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
+#include "crypto/tls.h"
 #include "mqtt/codec.h"
 #include "util/addr.h"
 #include "util/alloc.h"
@@ -125,6 +137,8 @@ struct conn {
 	bool paused_inflight;
 	bool paused_output;
 	bool problem_info; /* MQTT 5: the client accepts reason strings */
+	bool tls_broken;   /* TLS: an error or EOF was seen; no close_notify (invariant 8) */
+	SSL *ssl;          /* TLS: owned by bev; NULL on plain connections */
 	char peer[56];
 };
 
@@ -133,8 +147,11 @@ struct mqtt_server {
 	struct mqtt_server_options options;
 	struct mqtt_server_hooks hooks;
 	struct evconnlistener *listener;
+	struct evconnlistener *tls_listener;
+	SSL_CTX *tls_ctx; /* our reference, for tls_listener */
 	struct event *accept_backoff;
 	int port;
+	int tls_port;
 	uint64_t next_session_id;
 	struct conn *conns;
 	struct conn **sessions; /* hash buckets, power of two */
@@ -379,6 +396,12 @@ static void destroy(struct conn *conn)
 	server->stats.connections_open--;
 	if (conn->connect_timer)
 		event_free(conn->connect_timer);
+	if (conn->ssl && !conn->tls_broken && SSL_is_init_finished(conn->ssl)) {
+		/* close_notify, as far as the socket takes it now: the peer
+		 * learns the end was ours and not a truncation. */
+		SSL_shutdown(conn->ssl);
+		ERR_clear_error();
+	}
 	bufferevent_free(conn->bev);
 	if (conn->accepted && server->hooks.on_close)
 		server->hooks.on_close(server->hooks.arg, conn->session_id, conn->session_data);
@@ -547,6 +570,16 @@ static void handle_connect(struct conn *conn, const struct mqtt_frame *frame)
 		keep_alive_changed = conn->version == MQTT_V5;
 	}
 
+	/* The certificate, not a claim, names a TLS vehicle (invariant 7). */
+	struct tls_identity identity;
+	if (conn->ssl) {
+		char why[256];
+		if (tls_peer_identity(conn->ssl, &identity, why, sizeof why) != DM_OK) {
+			dm_info("mqtt: %s: refused: %s", conn->peer, why);
+			refuse(conn, conn->version, MQTT_RC_NOT_AUTHORIZED, NULL);
+			return;
+		}
+	}
 	struct mqtt_connect_info info = {
 	    .session_id = conn->session_id,
 	    .protocol_version = conn->version,
@@ -560,6 +593,8 @@ static void handle_connect(struct conn *conn, const struct mqtt_frame *frame)
 	    .user_props = connect.user_props,
 	    .user_prop_count = connect.user_prop_count,
 	    .peer = conn->peer,
+	    .cert_vin = conn->ssl ? identity.vin : NULL,
+	    .cert_home = conn->ssl ? identity.home : NULL,
 	};
 	/* A hook that forgets to decide refuses: this door fails closed. */
 	struct mqtt_connect_decision decision = {
@@ -955,6 +990,8 @@ static void on_event(struct bufferevent *bev, short events, void *arg)
 {
 	struct conn *conn = arg;
 	struct mqtt_server *server = conn->server;
+	if (events & BEV_EVENT_CONNECTED)
+		return; /* a TLS handshake completed; the CONNECT follows */
 	if ((events & BEV_EVENT_TIMEOUT) && (events & BEV_EVENT_READING) && conn->state == OPEN) {
 		dm_info("mqtt: %s: keep-alive expired", conn->peer);
 		if (conn->version == MQTT_V5) {
@@ -967,13 +1004,29 @@ static void on_event(struct bufferevent *bev, short events, void *arg)
 		return;
 	}
 	/* EOF, a socket error, or a closing connection that would not drain. */
+	if (conn->ssl) {
+		conn->tls_broken = true;
+		unsigned long code = bufferevent_get_openssl_error(bev);
+		if (!SSL_is_init_finished(conn->ssl)) {
+			server->stats.tls_handshake_failures++;
+			dm_info("mqtt: %s: TLS handshake failed: %s", conn->peer,
+			        tls_failure_reason(conn->ssl, code));
+		}
+		while (bufferevent_get_openssl_error(bev) != 0)
+			; /* the rest of this connection's errors, unread */
+	}
 	release(conn);
 }
 
 static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *conn = arg;
-	dm_info("mqtt: %s: no CONNECT in time", conn->peer);
+	if (conn->ssl && !SSL_is_init_finished(conn->ssl)) {
+		conn->server->stats.tls_handshake_failures++;
+		dm_info("mqtt: %s: TLS handshake not completed in time", conn->peer);
+	} else {
+		dm_info("mqtt: %s: no CONNECT in time", conn->peer);
+	}
 	release(conn);
 }
 
@@ -998,10 +1051,10 @@ static void format_peer(const struct sockaddr *addr, char *out, size_t len)
 	}
 }
 
-static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *addr,
-                      int addr_len, void *arg)
+/* A new connection on fd; over TLS when ctx is not NULL. */
+static void accept_conn(struct mqtt_server *server, evutil_socket_t fd, struct sockaddr *addr,
+                        SSL_CTX *ctx)
 {
-	struct mqtt_server *server = arg;
 	if (server->stats.connections_open >= server->options.max_connections) {
 		server->stats.connections_refused++;
 		evutil_closesocket(fd);
@@ -1018,7 +1071,27 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 	format_peer(addr, conn->peer, sizeof conn->peer);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	conn->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (ctx) {
+		/* Deferred callbacks: an SSL write may fail inside
+		 * bufferevent_write, and its event callback must not free the
+		 * connection under the caller's feet. */
+		SSL *ssl = SSL_new(ctx);
+		conn->bev = ssl ? bufferevent_openssl_socket_new(
+		                      server->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+		                      BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
+		                : NULL;
+		if (conn->bev) {
+			conn->ssl = ssl;
+			/* A peer that hangs up without close_notify has only
+			 * ended its session: an EOF, not an error. */
+			bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
+		} else {
+			SSL_free(ssl);
+			ERR_clear_error();
+		}
+	} else {
+		conn->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	conn->connect_timer = evtimer_new(server->base, on_connect_timeout, conn);
 	if (!conn->bev || !conn->connect_timer || sessions_add(server, conn) != DM_OK) {
 		if (conn->bev)
@@ -1042,11 +1115,26 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 	update_reading(conn);
 }
 
+static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *addr,
+                      int addr_len, void *arg)
+{
+	accept_conn(arg, fd, addr, NULL);
+}
+
+static void on_accept_tls(struct evconnlistener *listener, evutil_socket_t fd,
+                          struct sockaddr *addr, int addr_len, void *arg)
+{
+	struct mqtt_server *server = arg;
+	accept_conn(server, fd, addr, server->tls_ctx);
+}
+
 static void on_accept_backoff(evutil_socket_t fd, short what, void *arg)
 {
 	struct mqtt_server *server = arg;
 	if (server->listener)
 		evconnlistener_enable(server->listener);
+	if (server->tls_listener)
+		evconnlistener_enable(server->tls_listener);
 }
 
 static void on_accept_error(struct evconnlistener *listener, void *arg)
@@ -1088,6 +1176,7 @@ int mqtt_server_new(struct event_base *base, const struct mqtt_server_options *o
 		server->hooks = *hooks;
 	server->next_session_id = 1;
 	server->port = -1;
+	server->tls_port = -1;
 	server->accept_backoff = evtimer_new(base, on_accept_backoff, server);
 	if (!server->accept_backoff) {
 		dm_free(server);
@@ -1119,10 +1208,10 @@ static int resolve_listen_address(const char *address, struct sockaddr_storage *
 	return DM_OK;
 }
 
-int mqtt_server_listen(struct mqtt_server *server, const char *address)
+/* Binds address and accepts on it with cb; sets *listener and *port. */
+static int bind_listener(struct mqtt_server *server, const char *address, evconnlistener_cb cb,
+                         const char *what, struct evconnlistener **listener, int *port)
 {
-	if (server->listener)
-		return DM_ERR_EXISTS;
 	struct sockaddr_storage addr;
 	socklen_t addr_len = 0;
 	memset(&addr, 0, sizeof addr);
@@ -1130,25 +1219,52 @@ int mqtt_server_listen(struct mqtt_server *server, const char *address)
 		dm_error("mqtt: cannot parse listen address \"%s\" (expected HOST:PORT)", address);
 		return DM_ERR_INVALID;
 	}
-	server->listener = evconnlistener_new_bind(server->base, on_accept, server,
-	                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
-	                                           (struct sockaddr *)&addr, (int)addr_len);
-	if (!server->listener) {
+	*listener = evconnlistener_new_bind(server->base, cb, server,
+	                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
+	                                    (struct sockaddr *)&addr, (int)addr_len);
+	if (!*listener) {
 		dm_error("mqtt: cannot listen on %s: %s", address, strerror(errno));
 		return DM_ERR_IO;
 	}
-	evconnlistener_set_error_cb(server->listener, on_accept_error);
+	evconnlistener_set_error_cb(*listener, on_accept_error);
 	struct sockaddr_storage bound;
 	socklen_t bound_len = sizeof bound;
-	if (getsockname(evconnlistener_get_fd(server->listener), (struct sockaddr *)&bound,
-	                &bound_len) == 0) {
+	if (getsockname(evconnlistener_get_fd(*listener), (struct sockaddr *)&bound, &bound_len) ==
+	    0) {
 		if (bound.ss_family == AF_INET)
-			server->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+			*port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
 		else if (bound.ss_family == AF_INET6)
-			server->port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+			*port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
 	}
-	dm_info("mqtt: listening on %s (port %d)", address, server->port);
+	dm_info("mqtt: listening%s on %s (port %d)", what, address, *port);
 	return DM_OK;
+}
+
+int mqtt_server_listen(struct mqtt_server *server, const char *address)
+{
+	if (server->listener)
+		return DM_ERR_EXISTS;
+	return bind_listener(server, address, on_accept, "", &server->listener, &server->port);
+}
+
+int mqtt_server_listen_tls(struct mqtt_server *server, const char *address, SSL_CTX *ctx)
+{
+	if (server->tls_listener)
+		return DM_ERR_EXISTS;
+	if (!ctx)
+		return DM_ERR_INVALID;
+	int rc = bind_listener(server, address, on_accept_tls, " for TLS", &server->tls_listener,
+	                       &server->tls_port);
+	if (rc == DM_OK) {
+		SSL_CTX_up_ref(ctx);
+		server->tls_ctx = ctx;
+	}
+	return rc;
+}
+
+int mqtt_server_tls_port(const struct mqtt_server *server)
+{
+	return server->tls_port;
 }
 
 int mqtt_server_port(const struct mqtt_server *server)
@@ -1222,6 +1338,9 @@ void mqtt_server_free(struct mqtt_server *server)
 	if (server->listener)
 		evconnlistener_free(server->listener);
 	server->listener = NULL;
+	if (server->tls_listener)
+		evconnlistener_free(server->tls_listener);
+	server->tls_listener = NULL;
 	event_free(server->accept_backoff);
 	while (server->conns) {
 		struct conn *conn = server->conns;
@@ -1239,10 +1358,19 @@ void mqtt_server_free(struct mqtt_server *server)
 			/* bufferevent keeps the head of its output frozen: copy,
 			 * do not drain. */
 			const uint8_t *bytes = evbuffer_pullup(output, (ev_ssize_t)queued);
-			if (bytes && send(bufferevent_getfd(conn->bev), bytes, queued,
-			                  MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			int len = queued > INT32_MAX ? INT32_MAX : (int)queued;
+			if (bytes && conn->ssl) {
+				/* Encrypted, on an established session only; the
+				 * socket is non-blocking, so this never waits. */
+				if (!conn->tls_broken && SSL_is_init_finished(conn->ssl) &&
+				    SSL_write(conn->ssl, bytes, len) <= 0)
+					dm_debug("mqtt: %s: goodbye not sent", conn->peer);
+				ERR_clear_error();
+			} else if (bytes && send(bufferevent_getfd(conn->bev), bytes, queued,
+			                         MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 				dm_debug("mqtt: %s: goodbye not sent: %s", conn->peer,
 				         strerror(errno));
+			}
 		}
 		destroy(conn);
 	}
@@ -1252,5 +1380,6 @@ void mqtt_server_free(struct mqtt_server *server)
 	dm_free(server->topics);
 	dm_free(server->sessions);
 	dm_buf_free(&server->scratch);
+	SSL_CTX_free(server->tls_ctx);
 	dm_free(server);
 }

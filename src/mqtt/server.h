@@ -26,6 +26,7 @@
 
 struct event_base;
 struct mqtt_server;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* MQTT 5 reason codes the node uses. */
 enum mqtt_reason {
@@ -71,6 +72,13 @@ struct mqtt_connect_info {
 	const struct mqtt_user_property *user_props; /* MQTT 5 CONNECT user properties */
 	size_t user_prop_count;
 	const char *peer; /* "ip:port", for logs */
+	/* A TLS connection's verified client certificate (crypto/tls.h,
+	 * tls_peer_identity): the VIN (subject CN) and home jurisdiction
+	 * (subject C, the same as its CA's). Both NULL on plain connections;
+	 * a TLS connection whose certificate names no such identity never
+	 * reaches on_connect. */
+	const char *cert_vin;
+	const char *cert_home;
 };
 
 /* What on_connect decides. reason MQTT_RC_SUCCESS accepts; any other refuses
@@ -128,6 +136,8 @@ struct mqtt_server_stats {
 	uint64_t protocol_errors; /* closed for a malformed or forbidden packet */
 	uint64_t bytes_in;
 	uint64_t bytes_out;
+	uint64_t tls_handshake_failures; /* TLS connections closed before their CONNECT:
+					  * bad, revoked or no client certificate ... */
 };
 
 /* options may be NULL for the defaults. hooks is copied. */
@@ -136,6 +146,22 @@ int mqtt_server_new(struct event_base *base, const struct mqtt_server_options *o
 /* Listens on "HOST:PORT" (port 0 picks a free one; see mqtt_server_port). */
 int mqtt_server_listen(struct mqtt_server *server, const char *address);
 int mqtt_server_port(const struct mqtt_server *server);
+
+/* Listens for MQTT over TLS on "HOST:PORT" (port 0 picks a free one; see
+ * mqtt_server_tls_port), beside or instead of the plain listener. ctx is a
+ * server context (crypto/tls.h); the server takes its own reference
+ * (SSL_CTX_up_ref) and drops it in mqtt_server_free, so the caller may free
+ * its own at any time; changes made to ctx later (a reloaded trust store)
+ * apply to the next handshakes. The TLS handshake counts against
+ * connect_timeout_s with the CONNECT. When ctx requires client
+ * certificates, each CONNECT carries the certificate's identity (cert_vin,
+ * cert_home); a verified certificate without a vehicle's identity is
+ * refused with MQTT_RC_NOT_AUTHORIZED before on_connect. DM_ERR_EXISTS
+ * when already listening for TLS, DM_ERR_INVALID for a bad address,
+ * DM_ERR_IO when it cannot bind. */
+int mqtt_server_listen_tls(struct mqtt_server *server, const char *address, struct ssl_ctx_st *ctx);
+/* The TLS listener's port, or -1 when there is none. */
+int mqtt_server_tls_port(const struct mqtt_server *server);
 
 /* Acknowledges a QoS 1 PUBLISH. MQTT 5 sessions get the reason code and
  * reason_string (may be NULL); a 3.1.1 session gets a plain PUBACK when

@@ -4,9 +4,12 @@
  * vehicle may publish, and when a batch is acknowledged.
  *
  * A vehicle connects with client id = username = its VIN and password = the
- * secret issued at registration. It may publish only to v/{VIN}/telemetry
- * and subscribe only to v/{VIN}/policy. A second connection for the same
- * VIN takes the session over (the first is disconnected, reason 0x8E).
+ * secret issued at registration, or over TLS with the client certificate of
+ * its jurisdiction's vehicle CA: then the certificate names the VIN (the
+ * client id must be it) and the home, and no password is needed. It may
+ * publish only to v/{VIN}/telemetry and subscribe only to v/{VIN}/policy. A
+ * second connection for the same VIN takes the session over (the first is
+ * disconnected, reason 0x8E). An erased vehicle is refused.
  */
 #include "node/node.h"
 
@@ -25,6 +28,10 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/principals.h"
+#include "crypto/tls.h"
+#include "crypto/keystore.h"
+#include "crypto/keystore_pkcs11.h"
 #include "ingest/catalog.h"
 #include "ingest/payload.h"
 #include "mqtt/server.h"
@@ -56,6 +63,13 @@ struct node {
 	struct foreign_tally foreign;
 	struct topology *topology;
 	unsigned char pseudonym_key[PSEUDONYM_KEY_LEN];
+	SSL_CTX *mqtt_tls; /* MQTT over TLS, client certificates required; NULL: none */
+	SSL_CTX *api_tls;  /* HTTPS for the API; NULL: plain HTTP on loopback */
+	const char *trusted[TLS_TRUST_MAX]; /* jurisdictions whose vehicle CAs mqtt_tls trusts */
+	size_t trusted_count;
+	struct event *sighup;
+	struct keystore *keystore; /* the jurisdiction's KEK; NULL with store_encryption off */
+	struct principals *principals; /* the API's callers and their roles */
 };
 
 /* ---- MQTT hooks ---- */
@@ -85,13 +99,12 @@ static const char *claimed_home(const struct mqtt_connect_info *info, char home[
 /* A vehicle not registered here: sent to its home site, or refused. Either
  * way it is named only by its pseudonym (promise 1: a foreign VIN is never
  * written here, not even to the log). */
-static void send_away(struct node *node, const struct mqtt_connect_info *info,
+static void send_away(struct node *node, const char *home, const char *name, size_t name_len,
 		      struct mqtt_connect_decision *decision)
 {
-	char home_buf[3], vin[64], alias[PSEUDONYM_LEN];
-	const char *home = claimed_home(info, home_buf);
-	size_t vin_len = info->username_len < sizeof vin - 1 ? info->username_len : sizeof vin - 1;
-	memcpy(vin, info->username, vin_len);
+	char vin[64], alias[PSEUDONYM_LEN];
+	size_t vin_len = name_len < sizeof vin - 1 ? name_len : sizeof vin - 1;
+	memcpy(vin, name, vin_len);
 	vin[vin_len] = '\0';
 	pseudonym_of(node->pseudonym_key, vin, vin_len, alias);
 	const struct topology_site *site;
@@ -114,6 +127,66 @@ static void send_away(struct node *node, const struct mqtt_connect_info *info,
 	}
 }
 
+/* The last step of every accepted CONNECT: an erased vehicle has no key to
+ * store anything under and is refused; otherwise its session replaces any
+ * earlier one. */
+static void admit(struct node *node, struct fleet_vehicle *vehicle,
+		  const struct mqtt_connect_info *info, struct mqtt_connect_decision *decision)
+{
+	if (vehicle->record.erased_ms) {
+		decision->reason = MQTT_RC_NOT_AUTHORIZED;
+		node_metrics_refused_connection(&node->metrics, "erased");
+		dm_info("mqtt: %s: vehicle %s was erased: refused", info->peer, vehicle->record.vin);
+		return;
+	}
+	if (vehicle->session_id)
+		mqtt_server_disconnect(node->mqtt, vehicle->session_id, MQTT_RC_SESSION_TAKEN_OVER);
+	vehicle->session_id = info->session_id;
+	decision->reason = MQTT_RC_SUCCESS;
+	decision->session_data = vehicle;
+}
+
+/* A vehicle over TLS: its verified certificate (tls_peer_identity) names
+ * its VIN and home, whatever the CONNECT claims. The client id must be that
+ * VIN, and so must a user name if one is given; no password is asked for,
+ * the certificate is the credential. A vehicle of another jurisdiction is
+ * sent to its home site by its certificate's home (no "home" property
+ * counts); one of ours must be registered here. */
+static void on_connect_cert(struct node *node, const struct mqtt_connect_info *info,
+			    struct mqtt_connect_decision *decision)
+{
+	const char *vin = info->cert_vin, *home = info->cert_home;
+	size_t vin_len = strlen(vin);
+	int ours = strcmp(home, node->config.jurisdiction) == 0;
+	/* A foreign VIN never reaches the log (promise 1): its pseudonym does. */
+	char alias[PSEUDONYM_LEN];
+	pseudonym_of(node->pseudonym_key, vin, vin_len, alias);
+	const char *name = ours ? vin : alias;
+	if (!bytes_equal(info->client_id, info->client_id_len, vin)) {
+		decision->reason = MQTT_RC_CLIENT_ID_INVALID;
+		node_metrics_refused_connection(&node->metrics, "client_id_not_vin");
+		dm_info("mqtt: %s: client id is not the VIN of its certificate (vehicle %s, home "
+			"%s): refused",
+			info->peer, name, home);
+		return;
+	}
+	if (info->username && !bytes_equal(info->username, info->username_len, vin)) {
+		decision->reason = MQTT_RC_BAD_CREDENTIALS;
+		node_metrics_refused_connection(&node->metrics, "username_not_vin");
+		dm_info("mqtt: %s: user name is not the VIN of its certificate (vehicle %s, home "
+			"%s): refused",
+			info->peer, name, home);
+		return;
+	}
+	struct fleet_vehicle *vehicle =
+		ours ? fleet_by_vin(engine_fleet(node->engine), vin, vin_len) : NULL;
+	if (!vehicle) {
+		send_away(node, home, vin, vin_len, decision);
+		return;
+	}
+	admit(node, vehicle, info, decision);
+}
+
 static void on_connect(void *arg, const struct mqtt_connect_info *info,
 		       struct mqtt_connect_decision *decision)
 {
@@ -123,6 +196,10 @@ static void on_connect(void *arg, const struct mqtt_connect_info *info,
 		decision->reason = MQTT_RC_SERVER_UNAVAILABLE;
 		return;
 	}
+	if (info->cert_vin && info->cert_home) {
+		on_connect_cert(node, info, decision);
+		return;
+	}
 	if (!info->username || !info->password) {
 		node_metrics_refused_connection(&node->metrics, "no_credentials");
 		return;
@@ -130,7 +207,9 @@ static void on_connect(void *arg, const struct mqtt_connect_info *info,
 	struct fleet_vehicle *vehicle =
 		fleet_by_vin(engine_fleet(node->engine), info->username, info->username_len);
 	if (!vehicle) {
-		send_away(node, info, decision);
+		char home[3];
+		send_away(node, claimed_home(info, home), info->username, info->username_len,
+			  decision);
 		return;
 	}
 	if (secret_verify((const char *)info->password, info->password_len,
@@ -144,11 +223,7 @@ static void on_connect(void *arg, const struct mqtt_connect_info *info,
 		node_metrics_refused_connection(&node->metrics, "client_id_not_vin");
 		return;
 	}
-	if (vehicle->session_id)
-		mqtt_server_disconnect(node->mqtt, vehicle->session_id, MQTT_RC_SESSION_TAKEN_OVER);
-	vehicle->session_id = info->session_id;
-	decision->reason = MQTT_RC_SUCCESS;
-	decision->session_data = vehicle;
+	admit(node, vehicle, info, decision);
 }
 
 static uint8_t on_subscribe(void *arg, uint64_t session_id, void *session_data,
@@ -359,8 +434,14 @@ static int load_topology(struct node *node, char *err, size_t err_len)
 		rc = topology_load(node->config.topology, &node->topology, err, err_len);
 	} else {
 		char mqtt_url[300], api_url[300];
-		snprintf(mqtt_url, sizeof mqtt_url, "mqtt://127.0.0.1:%d", mqtt_server_port(node->mqtt));
-		snprintf(api_url, sizeof api_url, "http://127.0.0.1:%d", api_port(node->api));
+		if (node->mqtt_tls)
+			snprintf(mqtt_url, sizeof mqtt_url, "mqtts://127.0.0.1:%d",
+				 mqtt_server_tls_port(node->mqtt));
+		else
+			snprintf(mqtt_url, sizeof mqtt_url, "mqtt://127.0.0.1:%d",
+				 mqtt_server_port(node->mqtt));
+		snprintf(api_url, sizeof api_url, "%s://127.0.0.1:%d",
+			 node->api_tls ? "https" : "http", api_port(node->api));
 		rc = topology_single(node->config.jurisdiction, node->config.site, mqtt_url, api_url,
 				     &node->topology);
 		if (rc)
@@ -411,10 +492,94 @@ static void on_commit(void *arg, size_t records, size_t bytes, uint64_t fsync_ns
 	node_metrics_commit(&node->metrics, records, bytes, fsync_ns);
 }
 
+/* ---- TLS ---- */
+
+/* The jurisdictions whose vehicle CAs the MQTT listener trusts: ours and
+ * every one of the topology (a vehicle of another one is verified before it
+ * is sent home). Each points into the config or the topology. */
+static void collect_trusted(struct node *node)
+{
+	node->trusted_count = 0;
+	node->trusted[node->trusted_count++] = node->config.jurisdiction;
+	size_t sites = node->topology ? topology_count(node->topology) : 0;
+	for (size_t i = 0; i < sites; i++) {
+		const char *code = topology_get(node->topology, i)->jurisdiction;
+		int seen = 0;
+		for (size_t j = 0; j < node->trusted_count; j++)
+			seen |= strcmp(node->trusted[j], code) == 0;
+		if (!seen && node->trusted_count < TLS_TRUST_MAX)
+			node->trusted[node->trusted_count++] = code;
+	}
+}
+
+/* Builds the TLS contexts the config asks for; err says what is wrong. */
+static int tls_setup(struct node *node, char *err, size_t err_len)
+{
+	const struct node_config *c = &node->config;
+	int rc = DM_OK;
+	if (c->mqtt_tls_listen[0]) {
+		collect_trusted(node);
+		rc = tls_server_ctx_new(c->tls_cert, c->tls_key, c->vehicle_ca_dir, node->trusted,
+					node->trusted_count, &node->mqtt_tls, err, err_len);
+	}
+	if (rc == DM_OK && c->tls_cert[0])
+		rc = tls_server_ctx_new(c->tls_cert, c->tls_key, NULL, NULL, 0, &node->api_tls, err,
+					err_len);
+	return rc;
+}
+
+/* SIGHUP: the vehicle CAs and their CRLs are read again (a revocation takes
+ * effect for the next handshakes); a failure keeps the trust in force. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	struct node *node = arg;
+	if (!node->mqtt_tls) {
+		dm_info("SIGHUP: no TLS listener, nothing to reload");
+		return;
+	}
+	char err[PATH_MAX + 512];
+	int rc = tls_reload_trust(node->mqtt_tls, node->config.vehicle_ca_dir, node->trusted,
+				  node->trusted_count, err, sizeof err);
+	if (rc == DM_OK)
+		dm_info("SIGHUP: vehicle CAs and CRLs of %zu jurisdictions reloaded from %s",
+			node->trusted_count, node->config.vehicle_ca_dir);
+	else
+		dm_error("SIGHUP: vehicle CAs and CRLs not reloaded, the previous ones stay in "
+			 "force: %s",
+			 err);
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: domicile node -c FILE\n");
 	return 2;
+}
+
+/* Opens the key store the config names; the node does not start without
+ * it (a store that seals cannot be read without its KEK). */
+static int open_keystore(struct node *node)
+{
+	const struct node_config *c = &node->config;
+	if (!c->store_encryption)
+		return DM_OK;
+	if (c->keystore == NODE_KEYSTORE_PKCS11) {
+		struct keystore_pkcs11_options o = {
+			.module = c->pkcs11_module,
+			.token = c->pkcs11_token,
+			.key = c->pkcs11_key,
+			.pin_file = c->pkcs11_pin_file,
+		};
+		int rc = keystore_pkcs11_open(&o, &node->keystore);
+		if (rc)
+			dm_error("key store: PKCS#11 token '%s', key '%s' is not usable: %s",
+				 c->pkcs11_token, c->pkcs11_key, dm_strerror(rc));
+		return rc;
+	}
+	if (mkdir(c->data_dir, 0700) != 0 && errno != EEXIST) {
+		dm_error("cannot create %s: %s", c->data_dir, strerror(errno));
+		return DM_ERR_IO;
+	}
+	return keystore_file_open(c->data_dir, &node->keystore);
 }
 
 static void node_stop(struct node *node)
@@ -422,8 +587,12 @@ static void node_stop(struct node *node)
 	/* Order matters: the log's last acks go out while the MQTT server
 	 * still exists, then the server closes every session. */
 	api_free(node->api);
+	principals_free(node->principals);
+	node->principals = NULL;
 	engine_close(node->engine);
 	node->engine = NULL;
+	keystore_free(node->keystore);
+	node->keystore = NULL;
 	/* One pass of the loop writes those acks out; hooks see no engine now
 	 * and refuse anything new. */
 	if (node->base)
@@ -438,6 +607,10 @@ static void node_stop(struct node *node)
 		event_free(node->sigterm);
 	if (node->sigint)
 		event_free(node->sigint);
+	if (node->sighup)
+		event_free(node->sighup);
+	SSL_CTX_free(node->mqtt_tls); /* after the server and the API, which hold their own */
+	SSL_CTX_free(node->api_tls);
 	node_metrics_free(&node->metrics);
 	if (node->base)
 		event_base_free(node->base);
@@ -476,6 +649,15 @@ int node_main(int argc, char **argv)
 		topology_free(node.topology);
 		return 1;
 	}
+	/* Certificates, keys, vehicle CAs and CRLs too: a node that could not
+	 * check a vehicle's certificate, or its revocation, does not start. */
+	if (tls_setup(&node, err, sizeof err) != DM_OK) {
+		fprintf(stderr, "domicile: %s\n", err);
+		SSL_CTX_free(node.mqtt_tls);
+		catalog_free(node.catalog);
+		topology_free(node.topology);
+		return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	int rc = evthread_use_pthreads() == 0 ? DM_OK : DM_ERR_NOMEM;
 	struct payload_limits limits = {node.config.max_samples_per_batch,
@@ -488,10 +670,13 @@ int node_main(int argc, char **argv)
 	}
 	if (rc == DM_OK)
 		rc = payload_decoder_new(node.catalog, &limits, &node.decoder);
+	if (rc == DM_OK)
+		rc = open_keystore(&node);
 	if (rc == DM_OK) {
 		struct engine_options eo = {
 			.jurisdiction = node.config.jurisdiction,
 			.data_dir = node.config.data_dir,
+			.keystore = node.keystore,
 			.catalog = node.catalog,
 			.flush_interval_ms = node.config.flush_interval_ms,
 			.on_ack = on_ack,
@@ -517,12 +702,17 @@ int node_main(int argc, char **argv)
 	}
 	if (rc == DM_OK && node.config.mqtt_listen[0])
 		rc = mqtt_server_listen(node.mqtt, node.config.mqtt_listen);
+	if (rc == DM_OK && node.mqtt_tls)
+		rc = mqtt_server_listen_tls(node.mqtt, node.config.mqtt_tls_listen, node.mqtt_tls);
+	if (rc == DM_OK)
+		rc = principals_open(engine_db(node.engine), node.admin_hash, &node.principals);
 	if (rc == DM_OK) {
 		struct api_options ao = {
 			.engine = node.engine,
 			.jurisdiction = node.config.jurisdiction,
 			.site = node.config.site,
 			.admin_token_hash = node.admin_hash,
+			.principals = node.principals,
 			.render_metrics = render_metrics,
 			.residency_report = residency_report,
 			.home_site = home_site,
@@ -532,20 +722,31 @@ int node_main(int argc, char **argv)
 		rc = api_new(node.base, &ao, &node.api);
 	}
 	if (rc == DM_OK)
-		rc = api_listen(node.api, node.config.api_listen);
+		rc = node.api_tls ? api_listen_tls(node.api, node.config.api_listen, node.api_tls)
+				  : api_listen(node.api, node.config.api_listen);
 	if (rc == DM_OK && !node.topology && (rc = load_topology(&node, err, sizeof err)) != DM_OK)
 		dm_error("%s", err);
 	if (rc == DM_OK) {
 		node.sigterm = evsignal_new(node.base, SIGTERM, on_signal, &node);
 		node.sigint = evsignal_new(node.base, SIGINT, on_signal, &node);
-		rc = node.sigterm && node.sigint ? DM_OK : DM_ERR_NOMEM;
+		node.sighup = evsignal_new(node.base, SIGHUP, on_sighup, &node);
+		rc = node.sigterm && node.sigint && node.sighup ? DM_OK : DM_ERR_NOMEM;
 	}
 	if (rc == DM_OK) {
 		event_add(node.sigterm, NULL);
 		event_add(node.sigint, NULL);
-		dm_info("node %s/%s ready: mqtt on port %d, api on port %d, %zu vehicles",
-			node.config.jurisdiction, node.config.site, mqtt_server_port(node.mqtt),
-			api_port(node.api), fleet_count(engine_fleet(node.engine)));
+		event_add(node.sighup, NULL);
+		char mqtt_ports[64] = "", mqtts_ports[64] = "";
+		if (node.config.mqtt_listen[0])
+			snprintf(mqtt_ports, sizeof mqtt_ports, "mqtt on port %d, ",
+				 mqtt_server_port(node.mqtt));
+		if (node.mqtt_tls)
+			snprintf(mqtts_ports, sizeof mqtts_ports, "mqtts on port %d, ",
+				 mqtt_server_tls_port(node.mqtt));
+		dm_info("node %s/%s ready: %s%sapi on port %d%s, %zu vehicles",
+			node.config.jurisdiction, node.config.site, mqtt_ports, mqtts_ports,
+			api_port(node.api), node.api_tls ? " (https)" : "",
+			fleet_count(engine_fleet(node.engine)));
 		event_base_dispatch(node.base);
 	} else {
 		dm_error("node failed to start: %s", dm_strerror(rc));

@@ -10,11 +10,16 @@ static const char *const refusal_reasons[] = {
 	"store_failed", "other", NULL};
 static const char *const connection_reasons[] = {
 	"no_credentials", "unknown_vehicle", "redirected_home", "bad_secret",
-	"client_id_not_vin", "shutting_down", "other", NULL};
+	"client_id_not_vin", "username_not_vin", "erased", "shutting_down", "other", NULL};
+/* Every pattern of the route table in api/api.c, and the dispatcher's own
+ * labels for requests that reach no handler. */
 static const char *const routes[] = {
-	"/v1/health", "/metrics", "/v1/vehicles", "/v1/vehicles/{vin}",
-	"/v1/vehicles/{vin}/samples", "/v1/vehicles/{vin}/latest", "/v1/residency/report",
-	"unauthorized", "unknown",
+	"/v1/health", "/metrics", "/v1/routes", "/v1/vehicles", "/v1/vehicles/{vin}",
+	"/v1/vehicles/{vin}/samples", "/v1/vehicles/{vin}/latest",
+	"/v1/vehicles/{vin}/erasure-requests", "/v1/erasure-requests",
+	"/v1/erasure-requests/{id}/approve", "/v1/erasure-requests/{id}/reject",
+	"/v1/fleet/aggregate", "/v1/residency/report", "/v1/keys/rotate", "/v1/principals",
+	"/v1/principals/{name}", "unauthorized", "forbidden", "unknown",
 	"other", NULL};
 
 /* PUBACK latency in seconds: fine around the 20 ms that a vehicle's
@@ -126,6 +131,8 @@ int node_metrics_init(struct node_metrics *m)
 	GAUGE(wal_pending_bytes, "domicile_wal_pending_bytes", "Bytes queued for the next commit.");
 	GAUGE(wal_failed, "domicile_wal_failed",
 	      "1 when the log is in its error state and the node no longer acknowledges.");
+	GAUGE(compaction_pending, "domicile_store_compaction_pending",
+	      "1 while blocks of an erased vehicle may still be in the store.");
 #undef COUNTER
 #undef GAUGE
 #undef SECONDS
@@ -214,5 +221,6 @@ void node_metrics_render(struct node_metrics *m, const struct mqtt_server_stats 
 	metrics_gauge_set(m->memtable_samples, (int64_t)store->memtable_samples);
 	metrics_gauge_set(m->wal_pending_bytes, (int64_t)store->wal_pending_bytes);
 	metrics_gauge_set(m->wal_failed, store->wal_failed);
+	metrics_gauge_set(m->compaction_pending, store->compaction_pending);
 	metrics_render(m->registry, out);
 }

@@ -22,14 +22,15 @@
  *
  * A block is exactly BLOCK_HEADER_LEN + body_len + T + 4 bytes long.
  *
- * Encryption (a later change; this file only reserves room for it): the body
- * is the zstd frame encrypted with AES-256-GCM under the key named by key_id
- * and the nonce in the header; the tag follows the body, and the 52 header
- * bytes (header_crc included) are the associated data, so neither the type,
- * count, time range nor key id can be changed without the tag failing. The
- * trailing CRC still covers everything so that a flipped bit on disk reads as
- * DM_ERR_MALFORMED, not as a forged block. This version refuses to decode an
- * encrypted block (DM_ERR_UNSUPPORTED) but reads its header.
+ * Encryption: the body is the zstd frame encrypted with AES-256-GCM under
+ * the data key of vehicle key_id (crypto/keyring) and the nonce in the
+ * header; the tag follows the body. The associated data is
+ *   block_ad(vehicle, signal, row t_min, row t_max, version)  (vehicle_key.h)
+ *   || the 52 header bytes (header_crc included)
+ * so neither the type, count, time range nor key id can be changed, and the
+ * block cannot be moved to another vehicle's, signal's or window's row,
+ * without the tag failing. The trailing CRC still covers everything so that
+ * a flipped bit on disk reads as DM_ERR_MALFORMED, not as a forged block.
  *
  * The body, once decompressed, holds two columns:
  *
@@ -111,6 +112,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "crypto/keyring.h"
+#include "crypto/vehicle_key.h"
 #include "ingest/catalog.h"
 #include "util/alloc.h"
 #include "util/cursor.h"
@@ -445,7 +448,20 @@ static int zstd_status(size_t code)
 	                                                               : DM_ERR_MALFORMED;
 }
 
-int block_encode(const struct block_column *column, struct dm_buf *out)
+/* The associated data of a sealed block (see the top of this file) into ad;
+ * its length, or 0 when the signal path does not fit. */
+static size_t seal_ad(const struct block_seal *seal, int64_t t_min, int64_t t_max,
+		      const uint8_t *header, uint8_t ad[BLOCK_AD_MAX + BLOCK_HEADER_LEN])
+{
+	size_t len = block_ad(ad, BLOCK_AD_MAX, seal->vehicle_id, seal->signal_path, t_min, t_max,
+			      BLOCK_VERSION);
+	if (len)
+		memcpy(ad + len, header, BLOCK_HEADER_LEN);
+	return len ? len + BLOCK_HEADER_LEN : 0;
+}
+
+int block_encode(const struct block_column *column, const struct block_seal *seal,
+		 struct dm_buf *out)
 {
 	size_t raw_bound = 0;
 	int rc = check_column(column, &raw_bound);
@@ -466,7 +482,7 @@ int block_encode(const struct block_column *column, struct dm_buf *out)
 		goto done;
 	}
 	size_t frame_bound = ZSTD_compressBound(raw_len);
-	rc = dm_buf_reserve(out, BLOCK_HEADER_LEN + frame_bound + TRAILER_LEN);
+	rc = dm_buf_reserve(out, BLOCK_HEADER_LEN + frame_bound + BLOCK_TAG_LEN + TRAILER_LEN);
 	if (rc)
 		goto done;
 	uint8_t *block = out->data + out->len;
@@ -483,11 +499,26 @@ int block_encode(const struct block_column *column, struct dm_buf *out)
 	put_be32_at(block + 8, (uint32_t)column->count);
 	put_be64_at(block + 12, (uint64_t)column->ts[0]);
 	put_be64_at(block + 20, (uint64_t)column->ts[column->count - 1]);
-	put_be32_at(block + 28, 0);
+	put_be32_at(block + 28, seal ? seal->vehicle_id : 0);
 	memset(block + 32, 0, BLOCK_NONCE_LEN);
+	if (seal && (rc = keyring_nonce(seal->ring, seal->vehicle_id, block + 32)) != DM_OK)
+		goto done;
 	put_be32_at(block + 44, (uint32_t)body_len);
 	put_be32_at(block + HEADER_CRC_AT, crc32c(0, block, HEADER_CRC_AT));
-	size_t crc_at = BLOCK_HEADER_LEN + body_len;
+	size_t tag_len = 0;
+	if (seal) {
+		uint8_t ad[BLOCK_AD_MAX + BLOCK_HEADER_LEN];
+		size_t ad_len = seal_ad(seal, column->ts[0], column->ts[column->count - 1], block,
+					ad);
+		rc = ad_len ? keyring_seal(seal->ring, seal->vehicle_id, block + 32, ad, ad_len,
+					   block + BLOCK_HEADER_LEN, body_len,
+					   block + BLOCK_HEADER_LEN + body_len)
+			    : DM_ERR_INVALID;
+		if (rc)
+			goto done;
+		tag_len = BLOCK_TAG_LEN;
+	}
+	size_t crc_at = BLOCK_HEADER_LEN + body_len + tag_len;
 	put_be32_at(block + crc_at, crc32c(0, block, crc_at));
 	out->len += crc_at + TRAILER_LEN;
 done:
@@ -762,8 +793,36 @@ void block_decoded_free(struct block_decoded *decoded)
 	memset(decoded, 0, sizeof *decoded);
 }
 
-int block_decode(const uint8_t *bytes, size_t len, struct block_decoded *out)
+/* Opens the sealed body of a block into a copy in *body, which the caller
+ * frees. */
+static int open_body(const uint8_t *bytes, size_t body_len, const struct block_seal *seal,
+		     const struct block_info *info, uint8_t **body)
 {
+	*body = NULL;
+	if (info->key_id == 0 || info->key_id != seal->vehicle_id)
+		return DM_ERR_CRYPTO; /* in clear, or sealed for someone else */
+	uint8_t ad[BLOCK_AD_MAX + BLOCK_HEADER_LEN];
+	size_t ad_len = seal_ad(seal, seal->t_min, seal->t_max, bytes, ad);
+	if (!ad_len)
+		return DM_ERR_INVALID;
+	uint8_t *copy = dm_malloc(body_len);
+	if (!copy)
+		return DM_ERR_NOMEM;
+	memcpy(copy, bytes + BLOCK_HEADER_LEN, body_len);
+	int rc = keyring_open(seal->ring, seal->vehicle_id, info->nonce, ad, ad_len, copy, body_len,
+			      bytes + BLOCK_HEADER_LEN + body_len);
+	if (rc) {
+		dm_free(copy);
+		return rc;
+	}
+	*body = copy;
+	return DM_OK;
+}
+
+int block_decode(const uint8_t *bytes, size_t len, const struct block_seal *seal,
+		 struct block_decoded *out)
+{
+	uint8_t *opened = NULL;
 	memset(out, 0, sizeof *out);
 	uint32_t body_len;
 	int rc = read_header(bytes, len, &out->info, &body_len);
@@ -776,13 +835,19 @@ int block_decode(const uint8_t *bytes, size_t len, struct block_decoded *out)
 		rc = DM_ERR_MALFORMED;
 		goto fail;
 	}
-	if (out->info.key_id) {
-		rc = DM_ERR_UNSUPPORTED; /* decryption comes with the key store */
+	const uint8_t *body = bytes + BLOCK_HEADER_LEN;
+	if (seal) {
+		rc = open_body(bytes, body_len, seal, &out->info, &opened);
+		if (rc)
+			goto fail;
+		body = opened;
+	} else if (out->info.key_id) {
+		rc = DM_ERR_UNSUPPORTED; /* sealed, and no key to open it with */
 		goto fail;
 	}
 	uint8_t *raw;
 	size_t raw_len;
-	rc = inflate_body(bytes + BLOCK_HEADER_LEN, body_len, &out->info, &raw, &raw_len);
+	rc = inflate_body(body, body_len, &out->info, &raw, &raw_len);
 	if (rc)
 		goto fail;
 	size_t count = out->info.count;
@@ -795,11 +860,11 @@ int block_decode(const uint8_t *bytes, size_t len, struct block_decoded *out)
 		out->column.count = count;
 		out->column.ts = out->ts;
 		out->column.vals = out->vals;
-		struct dm_cursor body = dm_cursor_make(raw, raw_len), ts_col, vals_col;
+		struct dm_cursor columns = dm_cursor_make(raw, raw_len), ts_col, vals_col;
 		uint32_t ts_len, vals_len;
-		if (dm_cursor_be32(&body, &ts_len) || dm_cursor_sub(&body, ts_len, &ts_col) ||
-		    dm_cursor_be32(&body, &vals_len) || dm_cursor_sub(&body, vals_len, &vals_col) ||
-		    dm_cursor_left(&body))
+		if (dm_cursor_be32(&columns, &ts_len) || dm_cursor_sub(&columns, ts_len, &ts_col) ||
+		    dm_cursor_be32(&columns, &vals_len) || dm_cursor_sub(&columns, vals_len, &vals_col) ||
+		    dm_cursor_left(&columns))
 			rc = DM_ERR_MALFORMED;
 		if (rc == DM_OK)
 			rc = get_timestamps(&ts_col, &out->info, out->ts);
@@ -807,9 +872,12 @@ int block_decode(const uint8_t *bytes, size_t len, struct block_decoded *out)
 			rc = get_values(&vals_col, out);
 	}
 	dm_free(raw);
-	if (rc == DM_OK)
+	if (rc == DM_OK) {
+		dm_free(opened);
 		return DM_OK;
+	}
 fail:
+	dm_free(opened);
 	block_decoded_free(out);
 	return rc;
 }

@@ -3,12 +3,31 @@
  *
  * Log record (what engine_ingest appends; all integers big-endian):
  *   offset size  field
- *   0      1     record version (1)
+ *   0      1     record version: 2 sealed, 1 in clear (store_encryption off)
  *   1      1     payload format (enum payload_format: 1 JSON, 2 protobuf)
  *   2      4     vehicle id (the vehicles table's rowid)
  *   6      8     batch seq
  *   14     8     arrival time, ms since the epoch (replay validates against it)
+ *   version 1:
  *   22     n     the payload exactly as the vehicle sent it
+ *   version 2:
+ *   22    12     nonce, from the vehicle's key session (crypto/keyring)
+ *   34     n     the payload, sealed with AES-256-GCM under the vehicle's key,
+ *                associated data "domicile-log-v2" || bytes 0..21
+ *   34+n  16     tag
+ *
+ * Encryption at rest (promise 3): with a key store, every vehicle has a data
+ * key wrapped by the KEK in its row, unwrapped once into the keyring at open.
+ * Log records and blocks are sealed under it; the store records at creation
+ * whether it seals (meta 'encryption') and refuses to open the other way, so
+ * a record or block in clear is never accepted in a sealed store.
+ *
+ * Erasure (promise 6): engine_erase marks the row erased and destroys the
+ * key in one step that is durable before it returns; from then on reads
+ * answer DM_ERR_GONE and the flush drops what memory still holds of the
+ * vehicle (its seal fails with DM_ERR_GONE). Compaction, on the flush
+ * thread, deletes the vehicle's blocks (overwritten: secure_delete) and the
+ * next flush releases the log segments that held its records.
  *
  * A record whose payload is empty (format 0) is an acknowledgement barrier:
  * a retransmission of a batch already stored, logged only so that its
@@ -49,6 +68,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -58,6 +78,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crypto/keyring.h"
 #include "store/batchset.h"
 #include "store/db.h"
 #include "store/memtable.h"
@@ -69,8 +90,11 @@
 #include "util/log.h"
 #include "util/secret.h"
 
-#define RECORD_VERSION 1
+#define RECORD_VERSION_CLEAR 1
+#define RECORD_VERSION_SEALED 2
 #define RECORD_HEADER 22
+#define RECORD_AD_LABEL "domicile-log-v2"
+#define RECORD_AD_LEN (sizeof RECORD_AD_LABEL - 1 + RECORD_HEADER)
 #define DEFAULT_BLOCK_SAMPLES 65536
 #define BLOCK_WINDOW_MS 3600000 /* a block never spans two UTC hours */
 
@@ -111,6 +135,7 @@ struct engine {
 	struct fleet *fleet;
 	struct payload_decoder *replay_decoder;
 	struct dm_buf record;
+	struct keyring *ring; /* NULL: the store keeps samples in clear */
 
 	struct generation *active;
 	struct generation *frozen;
@@ -132,6 +157,9 @@ struct engine {
 	int flush_status;            /* guarded by lock */
 	int flush_finished;          /* guarded by lock */
 	int stopping;                /* guarded by lock */
+	int compact_now;             /* guarded by lock: an erasure asks for compaction */
+	int compact_pending;         /* guarded by lock: erased blocks may remain */
+	struct db_stats compacted;   /* guarded by lock: what compaction removed */
 };
 
 /* ---- generations ---- */
@@ -248,10 +276,14 @@ static void on_durable(void *arg, void *const *cookies, size_t count, int status
 		inflight_done(engine);
 		if (rc == DM_OK && !p->barrier) {
 			struct fleet_vehicle *vehicle = fleet_by_id(engine->fleet, p->vehicle_id);
-			rc = vehicle ? apply_batch(engine, vehicle, p->seq, p->segment, p->samples,
-						   p->count, &applied)
-				     : DM_ERR_NOT_FOUND;
-			if (rc)
+			if (!vehicle)
+				rc = DM_ERR_NOT_FOUND;
+			else if (vehicle->record.erased_ms) /* erased while in flight */
+				rc = DM_ERR_GONE;
+			else
+				rc = apply_batch(engine, vehicle, p->seq, p->segment, p->samples,
+						 p->count, &applied);
+			if (rc && rc != DM_ERR_GONE)
 				dm_error("engine: batch of vehicle %u not applied: %s",
 					 (unsigned)p->vehicle_id, dm_strerror(rc));
 		}
@@ -260,6 +292,34 @@ static void on_durable(void *arg, void *const *cookies, size_t count, int status
 			engine->opt.on_ack(engine->opt.arg, &p->ack, rc);
 		dm_free(p);
 	}
+}
+
+/* The associated data of a sealed log record: a label and its clear header. */
+static void record_ad(const uint8_t *header, uint8_t ad[RECORD_AD_LEN])
+{
+	memcpy(ad, RECORD_AD_LABEL, sizeof RECORD_AD_LABEL - 1);
+	memcpy(ad + sizeof RECORD_AD_LABEL - 1, header, RECORD_HEADER);
+}
+
+/* Appends nonce, sealed payload and tag to rec, which holds the header and
+ * has room reserved for the rest. */
+static int seal_record(struct engine *engine, struct dm_buf *rec, const uint8_t *payload,
+		       size_t len)
+{
+	uint32_t vehicle_id = (uint32_t)rec->data[2] << 24 | (uint32_t)rec->data[3] << 16 |
+			      (uint32_t)rec->data[4] << 8 | rec->data[5];
+	uint8_t ad[RECORD_AD_LEN];
+	record_ad(rec->data, ad);
+	uint8_t *nonce = rec->data + RECORD_HEADER;
+	uint8_t *body = nonce + AEAD_NONCE_LEN;
+	int rc = keyring_nonce(engine->ring, vehicle_id, nonce);
+	if (rc)
+		return rc;
+	memcpy(body, payload, len);
+	rc = keyring_seal(engine->ring, vehicle_id, nonce, ad, sizeof ad, body, len, body + len);
+	if (rc == DM_OK)
+		rec->len = RECORD_HEADER + AEAD_NONCE_LEN + len + AEAD_TAG_LEN;
+	return rc;
 }
 
 /* Residency's last line of defence: nothing of a vehicle whose home is
@@ -280,6 +340,8 @@ int engine_ingest(struct engine *engine, struct fleet_vehicle *vehicle, const ui
 {
 	if (!home_here(engine, vehicle->record.home))
 		return DM_ERR_DENIED;
+	if (vehicle->record.erased_ms)
+		return DM_ERR_GONE;
 	/* A retransmission of a stored batch is logged as a barrier: nothing
 	 * of it is kept, but its PUBACK waits its turn (MQTT acks in order). */
 	int barrier = batch_seen(engine, vehicle, batch->seq);
@@ -311,16 +373,21 @@ int engine_ingest(struct engine *engine, struct fleet_vehicle *vehicle, const ui
 
 	struct dm_buf *rec = &engine->record;
 	dm_buf_reset(rec);
-	int rc = dm_buf_reserve(rec, RECORD_HEADER + payload_len);
+	int sealed = engine->ring && payload_len > 0;
+	int rc = dm_buf_reserve(rec, RECORD_HEADER + AEAD_NONCE_LEN + payload_len + AEAD_TAG_LEN);
 	if (rc == DM_OK) {
-		dm_buf_append_u8(rec, RECORD_VERSION);
+		dm_buf_append_u8(rec, sealed ? RECORD_VERSION_SEALED : RECORD_VERSION_CLEAR);
 		dm_buf_append_u8(rec, (uint8_t)format);
 		dm_buf_append_be32(rec, vehicle->record.id);
 		dm_buf_append_be64(rec, batch->seq);
 		dm_buf_append_be64(rec, (uint64_t)dm_now_ms());
-		dm_buf_append(rec, payload, payload_len);
-		rc = inflight_add(engine, p->segment);
+		if (sealed)
+			rc = seal_record(engine, rec, payload, payload_len);
+		else
+			dm_buf_append(rec, payload, payload_len);
 	}
+	if (rc == DM_OK)
+		rc = inflight_add(engine, p->segment);
 	if (rc == DM_OK) {
 		rc = wal_append(engine->wal, rec->data, rec->len, p);
 		if (rc) /* a refused append is never reported: undo its count */
@@ -366,7 +433,8 @@ static int replay_record(void *arg, const uint8_t *record, size_t len)
 	uint64_t seq, received;
 	if (dm_cursor_u8(&cur, &version) || dm_cursor_u8(&cur, &format) ||
 	    dm_cursor_be32(&cur, &vehicle_id) || dm_cursor_be64(&cur, &seq) ||
-	    dm_cursor_be64(&cur, &received) || version != RECORD_VERSION) {
+	    dm_cursor_be64(&cur, &received) ||
+	    (version != RECORD_VERSION_CLEAR && version != RECORD_VERSION_SEALED)) {
 		dm_error("replay: a log record has an unknown layout; refusing to guess");
 		return DM_ERR_MALFORMED;
 	}
@@ -377,9 +445,47 @@ static int replay_record(void *arg, const uint8_t *record, size_t len)
 		dm_warn("replay: skipping a batch of unknown vehicle id %u", (unsigned)vehicle_id);
 		return DM_OK;
 	}
+	if (vehicle->record.erased_ms)
+		return DM_OK; /* erased: its key is gone, and so is the record's use */
+	if ((version == RECORD_VERSION_SEALED) != (engine->ring != NULL)) {
+		dm_error("replay: batch %llu of vehicle %s is %s in a store that %s; kept in "
+			 "%s/quarantine.log",
+			 (unsigned long long)seq, vehicle->record.vin,
+			 engine->ring ? "in clear" : "sealed",
+			 engine->ring ? "seals every record" : "keeps records in clear",
+			 engine->opt.data_dir);
+		return quarantine(engine, record, len);
+	}
+	const uint8_t *payload = cur.p + cur.pos;
+	size_t payload_len = dm_cursor_left(&cur);
+	uint8_t *opened = NULL;
+	if (engine->ring) {
+		if (payload_len < AEAD_NONCE_LEN + AEAD_TAG_LEN) {
+			dm_error("replay: a sealed log record is too short");
+			return quarantine(engine, record, len);
+		}
+		payload_len -= AEAD_NONCE_LEN + AEAD_TAG_LEN;
+		uint8_t ad[RECORD_AD_LEN];
+		record_ad(record, ad);
+		opened = dm_malloc(payload_len ? payload_len : 1);
+		if (!opened)
+			return DM_ERR_NOMEM;
+		memcpy(opened, payload + AEAD_NONCE_LEN, payload_len);
+		int rc = keyring_open(engine->ring, vehicle_id, payload, ad, sizeof ad, opened,
+				      payload_len, payload + AEAD_NONCE_LEN + payload_len);
+		if (rc) {
+			dm_free(opened);
+			dm_error("replay: batch %llu of vehicle %s does not open under its key (%s): "
+				 "altered or moved; kept in %s/quarantine.log",
+				 (unsigned long long)seq, vehicle->record.vin, dm_strerror(rc),
+				 engine->opt.data_dir);
+			return quarantine(engine, record, len);
+		}
+		payload = opened;
+	}
 	struct payload_batch batch;
 	char reason[256];
-	int rc = payload_decode(engine->replay_decoder, cur.p + cur.pos, dm_cursor_left(&cur),
+	int rc = payload_decode(engine->replay_decoder, payload, payload_len,
 				(enum payload_format)format, (int64_t)received, &batch, reason,
 				sizeof reason);
 	if (rc) {
@@ -389,12 +495,16 @@ static int replay_record(void *arg, const uint8_t *record, size_t len)
 		dm_error("replay: batch %llu of vehicle %s no longer validates (%s); is the "
 			 "catalog the one it was accepted with? Kept in %s/quarantine.log",
 			 (unsigned long long)seq, vehicle->record.vin, reason, engine->opt.data_dir);
+		dm_free(opened);
 		return quarantine(engine, record, len);
 	}
 	int applied;
 	/* Segment 0: replayed records pin the log until their generation is in
-	 * the database (invariant 3). */
-	return apply_batch(engine, vehicle, seq, 0, batch.samples, batch.count, &applied);
+	 * the database (invariant 3). The batch's strings point into the
+	 * payload, which apply_batch copies into the memtable. */
+	rc = apply_batch(engine, vehicle, seq, 0, batch.samples, batch.count, &applied);
+	dm_free(opened);
+	return rc;
 }
 
 /* ---- time order ---- */
@@ -478,8 +588,11 @@ static int flush_series(void *arg, const struct memtable_series *series)
 			.strings = series->strings,
 			.strings_len = series->strings_len,
 		};
+		struct block_seal seal = {job->engine->ring, series->vehicle_id, sig->path, 0, 0};
 		dm_buf_reset(&job->block);
-		int rc = block_encode(&column, &job->block);
+		int rc = block_encode(&column, job->engine->ring ? &seal : NULL, &job->block);
+		if (rc == DM_ERR_GONE)
+			return DM_OK; /* erased since it arrived: its samples go nowhere */
 		if (rc == DM_OK)
 			rc = db_block_insert(job->engine->flush_db, series->vehicle_id, sig->path,
 					     job->ts[start], job->ts[end - 1],
@@ -533,23 +646,48 @@ static int flush_generation(struct engine *engine, struct generation *g)
 	return rc;
 }
 
+/* Deletes the blocks of erased vehicles. Flush thread (or close). */
+static void compact(struct engine *engine)
+{
+	struct db_stats removed;
+	int rc = db_compact_erased(engine->flush_db, &removed);
+	if (removed.blocks)
+		dm_info("compaction removed %llu blocks of erased vehicles",
+			(unsigned long long)removed.blocks);
+	if (rc && rc != DM_ERR_STATE)
+		dm_error("compaction after erasure failed: %s; retried after the next flush",
+			 dm_strerror(rc));
+	pthread_mutex_lock(&engine->lock);
+	engine->compact_pending = rc != DM_OK;
+	engine->compacted.blocks += removed.blocks;
+	engine->compacted.block_bytes += removed.block_bytes;
+	engine->compacted.samples += removed.samples;
+	pthread_mutex_unlock(&engine->lock);
+}
+
 static void *flush_thread(void *arg)
 {
 	struct engine *engine = arg;
 	pthread_mutex_lock(&engine->lock);
 	for (;;) {
-		while (!engine->to_flush && !engine->stopping)
+		while (!engine->to_flush && !engine->compact_now && !engine->stopping)
 			pthread_cond_wait(&engine->wake, &engine->lock);
-		if (!engine->to_flush)
+		if (!engine->to_flush && !engine->compact_now)
 			break;
 		struct generation *g = engine->to_flush;
+		int compacting = engine->compact_now || engine->compact_pending;
+		engine->compact_now = 0;
 		pthread_mutex_unlock(&engine->lock);
-		int rc = flush_generation(engine, g);
+		int rc = g ? flush_generation(engine, g) : DM_OK;
+		if (compacting)
+			compact(engine);
 		pthread_mutex_lock(&engine->lock);
-		engine->to_flush = NULL;
-		engine->flush_status = rc;
-		engine->flush_finished = 1;
-		event_active(engine->flush_done, 0, 0);
+		if (g) {
+			engine->to_flush = NULL;
+			engine->flush_status = rc;
+			engine->flush_finished = 1;
+			event_active(engine->flush_done, 0, 0);
+		}
 	}
 	pthread_mutex_unlock(&engine->lock);
 	return NULL;
@@ -632,7 +770,23 @@ static int load_vehicle(void *arg, const struct db_vehicle *record)
 {
 	struct engine *engine = arg;
 	struct fleet_vehicle *vehicle;
-	int rc = fleet_add(engine->fleet, record, &vehicle);
+	int rc = DM_OK;
+	if (engine->ring && record->erased_ms) {
+		rc = keyring_mark_erased(engine->ring, record->id);
+		engine->compact_pending = 1; /* in case a crash came before compaction */
+	} else if (engine->ring && !record->has_key) {
+		dm_error("store: vehicle %s has no data key in a store that seals its data",
+			 record->vin);
+		rc = DM_ERR_CRYPTO;
+	} else if (engine->ring) {
+		rc = keyring_load(engine->ring, record->id, record->wrapped_key);
+		if (rc)
+			dm_error("store: the data key of vehicle %s does not unwrap with the key "
+				 "store's KEK: %s",
+				 record->vin, dm_strerror(rc));
+	}
+	if (rc == DM_OK)
+		rc = fleet_add(engine->fleet, record, &vehicle);
 	/* Seed the window, so retransmissions of flushed batches are known
 	 * without a database lookup. */
 	if (rc == DM_OK)
@@ -646,6 +800,24 @@ static int make_dir(const char *path)
 		return DM_OK;
 	dm_error("cannot create %s: %s", path, strerror(errno));
 	return DM_ERR_IO;
+}
+
+/* The store records whether it seals (meta 'encryption') when it is
+ * created, and refuses to be opened the other way. */
+static int check_encryption_mode(struct engine *engine)
+{
+	const char *want = engine->ring ? "aes-256-gcm" : "off";
+	char have[32];
+	int rc = db_meta_get(engine->db, "encryption", have, sizeof have);
+	if (rc == DM_ERR_NOT_FOUND)
+		return db_meta_set(engine->db, "encryption", want);
+	if (rc)
+		return rc;
+	if (strcmp(have, want) == 0)
+		return DM_OK;
+	dm_error("store: %s was created with encryption '%s' and cannot be opened with '%s'",
+		 engine->opt.data_dir, have, want);
+	return DM_ERR_INVALID;
 }
 
 int engine_open(struct event_base *base, const struct engine_options *options,
@@ -671,6 +843,14 @@ int engine_open(struct event_base *base, const struct engine_options *options,
 	}
 	if (rc == DM_OK)
 		rc = db_open(path, &engine->flush_db);
+	if (rc == DM_OK && options->keystore)
+		rc = keyring_new(options->keystore, &engine->ring);
+	if (rc == DM_OK)
+		rc = check_encryption_mode(engine);
+	if (rc == DM_OK && !engine->ring)
+		dm_warn("store: encryption is OFF: samples are kept in clear in %s (for tests "
+			"only)",
+			options->data_dir);
 	if (rc == DM_OK)
 		rc = db_max_flush_gen(engine->db, &engine->last_gen);
 	if (rc == DM_OK)
@@ -712,6 +892,7 @@ int engine_open(struct event_base *base, const struct engine_options *options,
 		rc = wal_start(engine->wal, base, on_durable, engine);
 	}
 	if (rc == DM_OK) {
+		engine->compact_now = engine->compact_pending;
 		if (pthread_create(&engine->thread, NULL, flush_thread, engine) == 0)
 			engine->thread_started = 1;
 		else
@@ -754,6 +935,8 @@ void engine_close(struct engine *engine)
 			rc = flush_generation(engine, engine->frozen);
 		if (rc == DM_OK && engine->active && memtable_samples(engine->active->table))
 			flush_generation(engine, engine->active);
+		if (engine->compact_pending || engine->compact_now)
+			compact(engine);
 	}
 	if (engine->flush_timer)
 		event_free(engine->flush_timer);
@@ -765,6 +948,7 @@ void engine_close(struct engine *engine)
 	fleet_free(engine->fleet);
 	db_close(engine->flush_db);
 	db_close(engine->db);
+	keyring_free(engine->ring);
 	dm_buf_free(&engine->record);
 	dm_buf_free(&engine->inflight);
 	pthread_mutex_destroy(&engine->lock);
@@ -831,11 +1015,16 @@ struct block_reader {
 	uint8_t type;
 	size_t limit;    /* samples wanted, the oldest first */
 	int64_t newest;  /* the newest timestamp taken so far */
+	struct keyring *ring; /* and where the blocks belong, to open them */
+	uint32_t vehicle_id;
+	const char *signal_path;
 };
 
-static int take_block(void *arg, const uint8_t *data, size_t len)
+static int take_block(void *arg, const struct db_block_row *row)
 {
 	struct block_reader *reader = arg;
+	const uint8_t *data = row->data;
+	size_t len = row->len;
 	struct block_info info;
 	/* Blocks come in t_min order. With `limit` samples no newer than
 	 * `newest` in hand, a block that starts later cannot add to the
@@ -844,9 +1033,19 @@ static int take_block(void *arg, const uint8_t *data, size_t len)
 	    info.t_min > reader->newest)
 		return DM_STOP;
 	struct block_decoded block;
-	int rc = block_decode(data, len, &block);
+	struct block_seal seal = {reader->ring, reader->vehicle_id, reader->signal_path, row->t_min,
+				  row->t_max};
+	int rc = block_decode(data, len, reader->ring ? &seal : NULL, &block);
+	if (rc == DM_ERR_CRYPTO) {
+		dm_error("store: the block of vehicle %u, %s, [%lld, %lld] fails its "
+			 "authentication: it was altered, or moved from another row",
+			 (unsigned)reader->vehicle_id, reader->signal_path, (long long)row->t_min,
+			 (long long)row->t_max);
+		return rc;
+	}
 	if (rc) {
-		dm_error("a stored block does not decode: %s", dm_strerror(rc));
+		if (rc != DM_ERR_GONE)
+			dm_error("a stored block does not decode: %s", dm_strerror(rc));
 		return rc;
 	}
 	if (block.info.type == reader->type)
@@ -889,10 +1088,13 @@ static int sort_series_out(struct engine_series *out)
 	return DM_OK;
 }
 
-static int series_start(struct engine *engine, uint16_t signal, struct engine_series *out,
+static int series_start(struct engine *engine, const struct fleet_vehicle *vehicle,
+			uint16_t signal, struct engine_series *out,
 			const struct catalog_signal **sig)
 {
 	memset(out, 0, sizeof *out);
+	if (vehicle->record.erased_ms)
+		return DM_ERR_GONE;
 	*sig = catalog_get(engine->catalog, signal);
 	if (!*sig)
 		return DM_ERR_NOT_FOUND;
@@ -904,10 +1106,14 @@ int engine_query(struct engine *engine, const struct fleet_vehicle *vehicle, uin
 		 int64_t from, int64_t to, size_t limit, struct engine_series *out)
 {
 	const struct catalog_signal *sig;
-	int rc = series_start(engine, signal, out, &sig);
+	int rc = series_start(engine, vehicle, signal, out, &sig);
 	if (rc)
 		return rc;
-	struct block_reader reader = {out, from, to, out->type, limit, INT64_MIN};
+	struct block_reader reader = {
+		.out = out, .from = from, .to = to, .type = out->type, .limit = limit,
+		.newest = INT64_MIN, .ring = engine->ring, .vehicle_id = vehicle->record.id,
+		.signal_path = sig->path,
+	};
 	uint64_t skip = engine->frozen ? engine->frozen->gen : 0; /* invariant 5 */
 	rc = db_block_range(engine->db, vehicle->record.id, sig->path, from, to, skip, take_block,
 			    &reader);
@@ -933,10 +1139,14 @@ int engine_latest(struct engine *engine, const struct fleet_vehicle *vehicle, ui
 		  struct engine_series *out)
 {
 	const struct catalog_signal *sig;
-	int rc = series_start(engine, signal, out, &sig);
+	int rc = series_start(engine, vehicle, signal, out, &sig);
 	if (rc)
 		return rc;
-	struct block_reader reader = {out, INT64_MIN, INT64_MAX, out->type, SIZE_MAX, INT64_MIN};
+	struct block_reader reader = {
+		.out = out, .from = INT64_MIN, .to = INT64_MAX, .type = out->type,
+		.limit = SIZE_MAX, .newest = INT64_MIN, .ring = engine->ring,
+		.vehicle_id = vehicle->record.id, .signal_path = sig->path,
+	};
 	uint64_t skip = engine->frozen ? engine->frozen->gen : 0;
 	rc = db_block_newest(engine->db, vehicle->record.id, sig->path, skip, take_block, &reader);
 	if (rc == DM_OK && engine->frozen)
@@ -969,6 +1179,36 @@ void engine_series_free(struct engine_series *series)
 
 /* ---- registration and accessors ---- */
 
+/* Inserts the row and, in a sealing store, the vehicle's new data key in
+ * the same transaction: its wrapping binds the row's id, known only once
+ * the row is in. Nothing of a registration that fails stays behind. */
+static int insert_vehicle(struct engine *engine, struct db_vehicle *record)
+{
+	if (!engine->ring)
+		return db_vehicle_insert(engine->db, record);
+	int rc = db_begin(engine->db);
+	if (rc)
+		return rc;
+	int installed = 0;
+	rc = db_vehicle_insert(engine->db, record);
+	if (rc == DM_OK) {
+		rc = keyring_create(engine->ring, record->id, record->wrapped_key);
+		installed = rc == DM_OK;
+	}
+	if (rc == DM_OK)
+		rc = db_vehicle_set_key(engine->db, record->id, record->wrapped_key);
+	if (rc == DM_OK)
+		rc = db_commit(engine->db);
+	if (rc) {
+		db_rollback(engine->db);
+		if (installed)
+			keyring_discard(engine->ring, record->id);
+		return rc;
+	}
+	record->has_key = 1;
+	return DM_OK;
+}
+
 int engine_register(struct engine *engine, const char *vin, const char *home,
 		    const char *home_site, const char *model, char *secret, size_t secret_len,
 		    struct fleet_vehicle **out)
@@ -989,7 +1229,7 @@ int engine_register(struct engine *engine, const char *vin, const char *home,
 		rc = secret_hash(secret, strlen(secret), record.secret_hash,
 				 sizeof record.secret_hash);
 	if (rc == DM_OK)
-		rc = db_vehicle_insert(engine->db, &record);
+		rc = insert_vehicle(engine, &record);
 	if (rc == DM_OK)
 		rc = fleet_add(engine->fleet, &record, out);
 	if (rc == DM_OK)
@@ -1033,10 +1273,101 @@ void engine_stats(struct engine *engine, struct engine_stats *out)
 	out->wal_failed = wal_failed(engine->wal);
 	out->flush_failing = engine->flush_failing;
 	out->db = engine->stored;
+	pthread_mutex_lock(&engine->lock);
+	out->db.blocks -= engine->compacted.blocks;
+	out->db.block_bytes -= engine->compacted.block_bytes;
+	out->db.samples -= engine->compacted.samples;
+	out->compaction_pending = engine->compact_pending;
+	pthread_mutex_unlock(&engine->lock);
 }
 
 int engine_erase(struct engine *engine, struct fleet_vehicle *vehicle, const char *by)
 {
-	/* Implemented with encryption at rest (issue 5). */
-	return DM_ERR_UNSUPPORTED;
+	if (vehicle->record.erased_ms)
+		return DM_ERR_GONE;
+	int64_t now = dm_now_ms();
+	/* Durable first: if the process dies after this, the row says erased
+	 * and the next start never loads the key. */
+	int rc = db_vehicle_erase(engine->db, vehicle->record.id, now, by);
+	if (rc) {
+		dm_error("erasing vehicle %s failed: %s", vehicle->record.vin, dm_strerror(rc));
+		return rc;
+	}
+	if (engine->ring)
+		keyring_destroy(engine->ring, vehicle->record.id);
+	vehicle->record.erased_ms = now;
+	snprintf(vehicle->record.erased_by, sizeof vehicle->record.erased_by, "%s", by);
+	vehicle->record.has_key = 0;
+	OPENSSL_cleanse(vehicle->record.wrapped_key, sizeof vehicle->record.wrapped_key);
+	dm_info("vehicle %s erased by %s; compaction follows", vehicle->record.vin, by);
+	/* Compaction on the flush thread, and a flush now, so the memtable and
+	 * the log segments let go of the vehicle's data without waiting. */
+	pthread_mutex_lock(&engine->lock);
+	engine->compact_now = 1;
+	engine->compact_pending = 1;
+	pthread_cond_signal(&engine->wake);
+	pthread_mutex_unlock(&engine->lock);
+	if (!engine->flush_busy)
+		start_flush(engine);
+	return DM_OK;
 }
+
+struct rewrap {
+	struct engine *engine;
+	size_t count;
+};
+
+static int rewrap_vehicle(void *arg, struct fleet_vehicle *vehicle)
+{
+	struct rewrap *rewrap = arg;
+	if (vehicle->record.erased_ms)
+		return DM_OK;
+	uint8_t blob[KEYSTORE_WRAPPED_LEN];
+	int rc = keyring_wrap(rewrap->engine->ring, vehicle->record.id, blob);
+	if (rc == DM_OK)
+		rc = db_vehicle_set_key(rewrap->engine->db, vehicle->record.id, blob);
+	if (rc == DM_OK) {
+		memcpy(vehicle->record.wrapped_key, blob, sizeof blob);
+		rewrap->count++;
+	}
+	return rc;
+}
+
+int engine_rotate_kek(struct engine *engine, uint32_t *new_id)
+{
+	if (!engine->ring)
+		return DM_ERR_UNSUPPORTED;
+	uint32_t old_id = keystore_key_id(engine->opt.keystore);
+	int rc = keystore_rotate(engine->opt.keystore, new_id);
+	if (rc) {
+		dm_error("KEK rotation failed: %s; the current KEK stays", dm_strerror(rc));
+		return rc;
+	}
+	struct rewrap rewrap = {engine, 0};
+	rc = db_begin(engine->db);
+	if (rc == DM_OK)
+		rc = fleet_each(engine->fleet, rewrap_vehicle, &rewrap);
+	if (rc == DM_OK)
+		rc = db_commit(engine->db);
+	if (rc) {
+		/* The old KEK is kept, so every key still unwraps; a later
+		 * rotation re-wraps them all. */
+		db_rollback(engine->db);
+		dm_error("re-wrapping data keys under KEK %08x failed: %s", (unsigned)*new_id,
+			 dm_strerror(rc));
+		return rc;
+	}
+	rc = keystore_drop(engine->opt.keystore, old_id);
+	if (rc && rc != DM_ERR_NOT_FOUND)
+		dm_warn("the old KEK %08x could not be dropped: %s", (unsigned)old_id,
+			dm_strerror(rc));
+	dm_info("KEK rotated from %08x to %08x; %zu data keys re-wrapped", (unsigned)old_id,
+		(unsigned)*new_id, rewrap.count);
+	return DM_OK;
+}
+
+/* ==== The loop's database connection, for the API's tables (issue 5: roles) ==== */
+
+struct db *engine_db(struct engine *engine) { return engine->db; }
+
+/* ==== end of the API's tables ==== */

@@ -52,9 +52,16 @@ struct engine_flush_report {
 	int status;
 };
 
+struct keystore;
+
 struct engine_options {
 	const char *jurisdiction; /* the node's: the only home the store accepts */
 	const char *data_dir;
+	/* The jurisdiction's KEK (borrowed, must outlive the engine): every
+	 * vehicle's data key is wrapped by it, and log records and blocks are
+	 * sealed. NULL keeps samples in clear, for tests only; a store is
+	 * created one way and refuses to be opened the other. */
+	struct keystore *keystore;
 	const struct catalog *catalog;        /* borrowed, must outlive the engine */
 	unsigned flush_interval_ms;
 	size_t block_max_samples;             /* 0: 65536 */
@@ -113,6 +120,15 @@ int engine_register(struct engine *engine, const char *vin, const char *home,
  */
 int engine_erase(struct engine *engine, struct fleet_vehicle *vehicle, const char *by);
 
+/* Rotates the KEK (keystore_rotate) and re-wraps every vehicle's data key
+ * under the new one in one transaction; blocks are not rewritten (they are
+ * sealed with the data keys, which do not change). The old KEK is dropped
+ * once the transaction commits; if it does not, the old KEK stays and every
+ * key still unwraps. Loop thread. Returns DM_OK with the new KEK id in
+ * *new_id; DM_ERR_UNSUPPORTED in a store kept in clear; what
+ * keystore_rotate and the database return. */
+int engine_rotate_kek(struct engine *engine, uint32_t *new_id);
+
 struct fleet *engine_fleet(struct engine *engine);
 
 /* The residency self-check's scan of the store (see db_residency_scan). */
@@ -154,8 +170,18 @@ struct engine_stats {
 	uint64_t wal_pending_bytes;
 	int wal_failed;    /* the log is in its error state: nothing is acknowledged */
 	int flush_failing; /* the last flush into the database failed (retried) */
+	int compaction_pending; /* an erased vehicle's blocks may still be stored */
 	struct db_stats db;
 };
 void engine_stats(struct engine *engine, struct engine_stats *out);
+
+/* ==== The loop's database connection, for the API's tables (issue 5: roles) ==== */
+
+/* The connection the engine uses on the loop thread, for the tables the
+ * engine does not own (principals, erasure requests: see db.h). Borrowed,
+ * valid until engine_close; loop thread only. */
+struct db *engine_db(struct engine *engine);
+
+/* ==== end of the API's tables ==== */
 
 #endif

@@ -140,10 +140,28 @@ publish() {
 		-P "$2" -t "v/$1/telemetry" -m "$3" 2>&1)
 }
 
-# samples VIN SIGNAL: the stored samples as compact JSON [[ts, value], ...].
+# owner_token VIN: the token of an owner of VIN at the node of TOKEN and
+# API_PORT — only a vehicle's owner reads its samples (api/principals.h).
+# Made once per node and VIN, by the admin; kept in $WORK across restarts.
+owner_token() {
+	local key file out
+	key=$(printf '%s' "$TOKEN" | sha256sum | cut -c1-12)
+	file="$WORK/owner-$key-$1.token"
+	if [ ! -s "$file" ]; then
+		out=$(api POST /v1/principals \
+			"{\"name\": \"owner-$key-${1,,}\", \"role\": \"owner\", \"vins\": [\"$1\"]}")
+		expect_status 201 "$out"
+		body "$out" | jq -r .token >"$file"
+	fi
+	cat "$file"
+}
+
+# samples VIN SIGNAL: the stored samples as compact JSON [[ts, value], ...],
+# read as the vehicle's owner.
 samples() {
-	local out
-	out=$(api GET "/v1/vehicles/$1/samples?signal=$2")
+	local out owner
+	owner=$(owner_token "$1") || exit 1
+	out=$(TOKEN=$owner api GET "/v1/vehicles/$1/samples?signal=$2")
 	expect_status 200 "$out"
 	body "$out" | jq -c .samples
 }

@@ -25,7 +25,7 @@ got=$(samples "$VIN1" Vehicle.OBD.DTCList)
 [ "$got" = "[[$((t - 1000)),\"P0301\"]]" ] || fail "DTC: got $got"
 
 # A time range narrows the answer.
-out=$(api GET "/v1/vehicles/$VIN1/samples?signal=Vehicle.Speed&from=$((t - 2600))&to=$((t - 2400))")
+out=$(TOKEN=$(owner_token "$VIN1") api GET "/v1/vehicles/$VIN1/samples?signal=Vehicle.Speed&from=$((t - 2600))&to=$((t - 2400))")
 expect_status 200 "$out"
 [ "$(body "$out" | jq -c .samples)" = "[[$((t - 2500)),75.25]]" ] || fail "range: $(body "$out")"
 
@@ -36,7 +36,7 @@ got=$(samples "$VIN1" Vehicle.Speed)
 [ "$got" = "$want" ] || [ "$got" = "${want/80.0/80}" ] || fail "speed after flush: $got"
 
 # Latest gives the newest value of each signal.
-out=$(api GET "/v1/vehicles/$VIN1/latest")
+out=$(TOKEN=$(owner_token "$VIN1") api GET "/v1/vehicles/$VIN1/latest")
 expect_status 200 "$out"
 [ "$(body "$out" | jq -c '.signals["Vehicle.Speed"].value')" = 80.0 ] ||
 	[ "$(body "$out" | jq -c '.signals["Vehicle.Speed"].value')" = 80 ] ||

@@ -20,6 +20,9 @@ for n in cn de; do
 	mqtt=${N}_MQTT api=${N}_API
 	sed -i "s/^mqtt_listen .*/mqtt_listen 127.0.0.1:${!mqtt}/; s/^api_listen .*/api_listen 127.0.0.1:${!api}/" "$WORK/$n.conf"
 	echo "topology $WORK/topology" >>"$WORK/$n.conf"
+	# Both stores keep samples in clear, so that the byte scan below
+	# could see a value in DE if DE had stored one (sealed, it could not).
+	echo "store_encryption off" >>"$WORK/$n.conf"
 done
 start_node de
 DE_TOKEN=$TOKEN DE_PID=$NODE_PID
