@@ -338,6 +338,18 @@ static void get_vehicle(struct call *call, const char *vin, size_t len)
 		reply_json(call, 200, vehicle_json(vehicle));
 }
 
+/* A read of stored samples that failed for another reason than erasure. */
+static void reply_read_failed(struct call *call, int rc)
+{
+	if (rc == DM_ERR_CRYPTO)
+		reply_error(call, 500,
+			    "a stored block of this vehicle failed its integrity check: it was "
+			    "altered, or moved from another vehicle's or time's place (the node's "
+			    "log names the block)");
+	else
+		reply_error(call, 500, "reading samples failed: %s", dm_strerror(rc));
+}
+
 static void get_samples(struct call *call, const char *vin, size_t len)
 {
 	static const char *const allowed[] = {"signal", "from", "to", "limit", NULL};
@@ -378,7 +390,7 @@ static void get_samples(struct call *call, const char *vin, size_t len)
 		return;
 	}
 	if (rc) {
-		reply_error(call, 500, "reading samples failed: %s", dm_strerror(rc));
+		reply_read_failed(call, rc);
 		return;
 	}
 	json_t *rows = json_array();
@@ -412,8 +424,7 @@ static void get_latest(struct call *call, const char *vin, size_t len)
 			if (rc == DM_ERR_GONE)
 				reply_gone(call, vehicle);
 			else
-				reply_error(call, 500, "reading samples failed: %s",
-					    dm_strerror(rc));
+				reply_read_failed(call, rc);
 			return;
 		}
 		if (series.count)

@@ -59,6 +59,24 @@ stop_node TERM
 	fail "the blocks changed with the KEK"
 start_node sealed
 [ "$(samples "$VIN1" Vehicle.Speed | jq -c '.[0][1]')" = 123.456 ] || fail "samples after rotation: $(samples "$VIN1" Vehicle.Speed)"
+
+# A block copied onto another vehicle's row does not open: its owner gets a
+# clear error, the first vehicle still reads.
+register "$VIN2"
+publish "$VIN2" "$SECRET" "{\"seq\": 1, \"samples\": [
+  {\"ts\": $(($(now_ms) - 500)), \"signal\": \"Vehicle.Speed\", \"value\": 99.5}]}" 5 ||
+	fail "publish of the second vehicle: $PUB_OUT"
+stop_node TERM
+sqlite3 "$WORK/sealed.data/store.db" "UPDATE blocks SET data = (SELECT data FROM blocks b
+  JOIN vehicles v ON v.id = b.vehicle_id WHERE v.vin = '$VIN1' AND b.signal = 'Vehicle.Speed')
+  WHERE signal = 'Vehicle.Speed' AND vehicle_id = (SELECT id FROM vehicles WHERE vin = '$VIN2')" ||
+	fail "could not move the block"
+start_node sealed
+out=$(TOKEN=$(owner_token "$VIN2") api GET "/v1/vehicles/$VIN2/samples?signal=Vehicle.Speed")
+expect_status 500 "$out"
+body "$out" | grep -q "failed its integrity check" || fail "unclear error: $(body "$out")"
+grep -q "fails its authentication" "$WORK/sealed.log" || fail "the node's log does not name the block"
+[ "$(samples "$VIN1" Vehicle.Speed | jq -c '.[0][1]')" = 123.456 ] || fail "the first vehicle no longer reads"
 stop_node TERM
 
 # The control: the same scan of a node that keeps samples in clear.
