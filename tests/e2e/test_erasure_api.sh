@@ -52,6 +52,25 @@ for vin in "$VIN1" "$VIN2" "$VIN3" "$VIN4" "$VIN5"; do
 	value=$((value + 10))
 done
 AGG="/v1/fleet/aggregate?signal=Vehicle.Speed&from=$T&to=$((T + 1000))&step=1000"
+
+# Once flushed, keep a piece of the sealed body of every block of the two
+# vehicles that will be erased, to look for after compaction.
+DB="$WORK/cn.data/store.db"
+doomed="(SELECT id FROM vehicles WHERE vin IN ('$VIN1', '$VIN3'))"
+both_flushed() {
+	[ "$(sqlite3 "$DB" "SELECT COUNT(DISTINCT vehicle_id) FROM blocks WHERE vehicle_id IN $doomed")" = 2 ]
+}
+wait_for 20 both_flushed || fail "the blocks of $VIN1 and $VIN3 were not flushed"
+CIPHER=$(sqlite3 "$DB" "SELECT hex(substr(data, 53, 24)) FROM blocks WHERE vehicle_id IN $doomed")
+# holds_hex HEX: whether a file under the data directory holds those bytes.
+holds_hex() {
+	local f
+	for f in $(find "$WORK/cn.data" -type f); do
+		od -An -tx1 -v "$f" | tr -d ' \n' | grep -qi "$1" && { echo "$f"; return 0; }
+	done
+	return 1
+}
+for hex in $CIPHER; do holds_hex "$hex" >/dev/null || fail "the scan does not see a block's bytes"; done
 as "$ANALYST" GET "$AGG&fn=count"
 must 200 "aggregate before"
 jq -e --argjson t "$T" '.points == [[$t, 5]]' <<<"$OUT" >/dev/null || fail "before: $OUT"
@@ -175,4 +194,10 @@ start_node cn
 check_erased "after a restart" 3
 as "$OWNER3" GET "/v1/vehicles/$VIN3/samples?signal=Vehicle.Speed"
 must 410 "VIN3 after a restart"
+
+# 8. No file of the store holds the erased vehicles' ciphertext any more.
+stop_node TERM
+for hex in $CIPHER; do
+	where=$(holds_hex "$hex") && fail "an erased vehicle's block is still in $where"
+done
 pass
