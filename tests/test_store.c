@@ -782,6 +782,10 @@ static void test_engine_erasure_destroys_the_key_and_compaction_the_blocks(void 
 
 	harness_open(h, 3600000);
 	struct fleet_vehicle *v = fleet_by_vin(engine_fleet(h->engine), VIN, 17);
+	uint8_t wrapped[KEYSTORE_WRAPPED_LEN];
+	assert_true(v->record.has_key);
+	memcpy(wrapped, v->record.wrapped_key, sizeof wrapped);
+	assert_true(dir_holds(h->dir, wrapped, sizeof wrapped));
 	ingest_and_store(h, v, 2); /* some of it still in memory and the log */
 	assert_int_equal(engine_erase(h->engine, v, "officer-li"), DM_OK);
 	assert_int_equal(engine_erase(h->engine, v, "officer-li"), DM_ERR_GONE);
@@ -793,6 +797,19 @@ static void test_engine_erasure_destroys_the_key_and_compaction_the_blocks(void 
 	assert_true(v->record.erased_ms > 0);
 	assert_string_equal(v->record.erased_by, "officer-li");
 	assert_int_equal(query_speed(h, "LSVAU218XN2183295"), DM_OK);
+	/* While the node runs on: once compaction is done, neither the wrapped
+	 * key nor the blocks are in any file (no close needed to get there). */
+	struct engine_stats stats;
+	uint64_t deadline = dm_mono_ns() + 10000000000ull;
+	do {
+		struct timeval tick = {0, 20000};
+		event_base_loopexit(h->base, &tick);
+		event_base_dispatch(h->base);
+		engine_stats(h->engine, &stats);
+		assert_true(dm_mono_ns() < deadline);
+	} while (stats.compaction_pending);
+	assert_false(dir_holds(h->dir, wrapped, sizeof wrapped));
+	assert_false(dir_holds(h->dir, block + BLOCK_HEADER_LEN, 32));
 	harness_close(h);
 
 	/* After a restart: still erased, by whom, and the other vehicle intact. */
@@ -812,6 +829,14 @@ static void test_engine_erasure_destroys_the_key_and_compaction_the_blocks(void 
 	assert_int_equal(store_count(h, sql), 1);
 	assert_false(dir_holds(h->dir, block + BLOCK_HEADER_LEN, 32));
 	(void)len;
+}
+
+static void test_engine_refuses_a_store_of_another_schema_version(void **state)
+{
+	struct harness *h = *state;
+	store_sql(h, "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+		     "INSERT INTO meta VALUES('schema_version', '1');");
+	assert_int_equal(harness_try_open(h, 3600000), DM_ERR_UNSUPPORTED);
 }
 
 static void test_engine_kek_rotation_rewraps_without_rewriting_blocks(void **state)
@@ -915,6 +940,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_engine_kek_rotation_rewraps_without_rewriting_blocks, harness_setup,
 			harness_teardown),
+		cmocka_unit_test_setup_teardown(test_engine_refuses_a_store_of_another_schema_version,
+						harness_setup, harness_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_engine_knows_a_batch_older_than_the_window_that_is_only_in_memory,
 			harness_setup, harness_teardown),

@@ -457,9 +457,14 @@ static void post_kek_rotation(struct call *call, const char *vin, size_t len)
 		reply_error(call, 409, "this store keeps its samples in clear: it has no KEK");
 		return;
 	}
+	if (rc == DM_ERR_STATE) {
+		reply_error(call, 503, "an earlier KEK rotation did not finish: restart the node "
+				       "before rotating again");
+		return;
+	}
 	if (rc) {
-		reply_error(call, 500, "the KEK rotation failed (%s); the previous KEK still "
-				       "unwraps every data key",
+		reply_error(call, 500, "the KEK rotation failed: %s (the node's log says whether "
+				       "the previous KEK stays current)",
 			    dm_strerror(rc));
 		return;
 	}

@@ -80,6 +80,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 			"ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 };
 
+#define SCHEMA_VERSION "2"
+
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS vehicles(id INTEGER PRIMARY KEY, vin TEXT UNIQUE NOT NULL,"
@@ -95,7 +97,7 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS blocks_by_series ON blocks(vehicle_id, signal, t_min);"
 	"CREATE TABLE IF NOT EXISTS batches(vehicle_id INTEGER NOT NULL, seq INTEGER NOT NULL,"
 	" PRIMARY KEY(vehicle_id, seq)) WITHOUT ROWID;"
-	"INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '2');";
+	"INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
 
 struct db {
 	sqlite3 *conn;
@@ -106,6 +108,26 @@ static int db_fail(struct db *db, const char *what)
 {
 	dm_error("sqlite: %s: %s", what, sqlite3_errmsg(db->conn));
 	return DM_ERR_DB;
+}
+
+/* A store made by another version of the schema is refused by name, not
+ * with whatever statement first meets a missing column. */
+static int check_schema_version(struct db *db, const char *path)
+{
+	sqlite3_stmt *stmt;
+	if (sqlite3_prepare_v2(db->conn, "SELECT value FROM meta WHERE key = 'schema_version'", -1,
+			       &stmt, NULL) != SQLITE_OK)
+		return db_fail(db, path);
+	char version[16] = "";
+	if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0))
+		snprintf(version, sizeof version, "%s", (const char *)sqlite3_column_text(stmt, 0));
+	sqlite3_finalize(stmt);
+	if (strcmp(version, SCHEMA_VERSION) == 0)
+		return DM_OK;
+	dm_error("%s has schema version '%s'; this build reads version %s and has no migration "
+		 "from it",
+		 path, version, SCHEMA_VERSION);
+	return DM_ERR_UNSUPPORTED;
 }
 
 int db_open(const char *path, struct db **out)
@@ -133,6 +155,10 @@ int db_open(const char *path, struct db **out)
 		sqlite3_free(msg);
 		db_close(db);
 		return DM_ERR_DB;
+	}
+	if (check_schema_version(db, path) != DM_OK) {
+		db_close(db);
+		return DM_ERR_UNSUPPORTED;
 	}
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(db->conn, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,

@@ -22,12 +22,15 @@
  * whether it seals (meta 'encryption') and refuses to open the other way, so
  * a record or block in clear is never accepted in a sealed store.
  *
- * Erasure (promise 6): engine_erase marks the row erased and destroys the
- * key in one step that is durable before it returns; from then on reads
- * answer DM_ERR_GONE and the flush drops what memory still holds of the
- * vehicle (its seal fails with DM_ERR_GONE). Compaction, on the flush
- * thread, deletes the vehicle's blocks (overwritten: secure_delete) and the
- * next flush releases the log segments that held its records.
+ * Erasure (promise 6): engine_erase first makes the row say erased and
+ * drops its wrapped key (durable before anything else), then wipes the key
+ * from the keyring; from then on reads answer DM_ERR_GONE and the flush
+ * drops what memory still holds of the vehicle (its seal fails with
+ * DM_ERR_GONE). Compaction, on the flush thread, deletes the vehicle's
+ * blocks (overwritten: secure_delete) and truncates SQLite's log, where old
+ * page images with the wrapped key and the blocks could remain; it is
+ * retried every flush tick until it succeeds. The next flush releases the
+ * log segments that held the vehicle's records.
  *
  * A record whose payload is empty (format 0) is an acknowledgement barrier:
  * a retransmission of a batch already stored, logged only so that its
@@ -160,6 +163,7 @@ struct engine {
 	int compact_now;             /* guarded by lock: an erasure asks for compaction */
 	int compact_pending;         /* guarded by lock: erased blocks may remain */
 	struct db_stats compacted;   /* guarded by lock: what compaction removed */
+	int kek_unsettled;           /* a KEK rotation did not finish: wrap nothing */
 };
 
 /* ---- generations ---- */
@@ -756,6 +760,15 @@ static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
 	 * may still be in the thread's hands (see the flush states above). */
 	if (!engine->flush_busy)
 		start_flush(engine);
+	/* A compaction that could not finish (a reader kept SQLite's log from
+	 * being truncated) is retried every tick, samples or not: until it
+	 * succeeds, old pages with an erased vehicle's key may remain. */
+	pthread_mutex_lock(&engine->lock);
+	if (engine->compact_pending && !engine->compact_now) {
+		engine->compact_now = 1;
+		pthread_cond_signal(&engine->wake);
+	}
+	pthread_mutex_unlock(&engine->lock);
 }
 
 /* ---- open and close ---- */
@@ -1186,6 +1199,8 @@ static int insert_vehicle(struct engine *engine, struct db_vehicle *record)
 {
 	if (!engine->ring)
 		return db_vehicle_insert(engine->db, record);
+	if (engine->kek_unsettled)
+		return DM_ERR_STATE; /* see engine_rotate_kek */
 	int rc = db_begin(engine->db);
 	if (rc)
 		return rc;
@@ -1312,9 +1327,15 @@ int engine_erase(struct engine *engine, struct fleet_vehicle *vehicle, const cha
 	return DM_OK;
 }
 
+/* One vehicle's key wrapped under the new KEK, kept until the commit. */
+struct rewrapped {
+	struct fleet_vehicle *vehicle;
+	uint8_t blob[KEYSTORE_WRAPPED_LEN];
+};
+
 struct rewrap {
 	struct engine *engine;
-	size_t count;
+	struct dm_buf done; /* struct rewrapped[] */
 };
 
 static int rewrap_vehicle(void *arg, struct fleet_vehicle *vehicle)
@@ -1322,14 +1343,12 @@ static int rewrap_vehicle(void *arg, struct fleet_vehicle *vehicle)
 	struct rewrap *rewrap = arg;
 	if (vehicle->record.erased_ms)
 		return DM_OK;
-	uint8_t blob[KEYSTORE_WRAPPED_LEN];
-	int rc = keyring_wrap(rewrap->engine->ring, vehicle->record.id, blob);
+	struct rewrapped one = {vehicle, {0}};
+	int rc = keyring_wrap(rewrap->engine->ring, vehicle->record.id, one.blob);
 	if (rc == DM_OK)
-		rc = db_vehicle_set_key(rewrap->engine->db, vehicle->record.id, blob);
-	if (rc == DM_OK) {
-		memcpy(vehicle->record.wrapped_key, blob, sizeof blob);
-		rewrap->count++;
-	}
+		rc = db_vehicle_set_key(rewrap->engine->db, vehicle->record.id, one.blob);
+	if (rc == DM_OK)
+		rc = dm_buf_append(&rewrap->done, &one, sizeof one);
 	return rc;
 }
 
@@ -1337,33 +1356,53 @@ int engine_rotate_kek(struct engine *engine, uint32_t *new_id)
 {
 	if (!engine->ring)
 		return DM_ERR_UNSUPPORTED;
+	if (engine->kek_unsettled)
+		return DM_ERR_STATE;
 	uint32_t old_id = keystore_key_id(engine->opt.keystore);
 	int rc = keystore_rotate(engine->opt.keystore, new_id);
 	if (rc) {
-		dm_error("KEK rotation failed: %s; the current KEK stays", dm_strerror(rc));
+		if (keystore_key_id(engine->opt.keystore) != old_id) {
+			/* The new KEK is current but may not survive a power loss
+			 * (keystore.h): a key wrapped under it now could be lost
+			 * with it. Nothing more is wrapped until a restart. */
+			engine->kek_unsettled = 1;
+			dm_error("KEK rotation did not finish (%s): no vehicle can be registered "
+				 "until the node restarts",
+				 dm_strerror(rc));
+		} else {
+			dm_error("KEK rotation failed: %s; the current KEK stays", dm_strerror(rc));
+		}
 		return rc;
 	}
-	struct rewrap rewrap = {engine, 0};
+	struct rewrap rewrap = {engine, {0}};
 	rc = db_begin(engine->db);
 	if (rc == DM_OK)
 		rc = fleet_each(engine->fleet, rewrap_vehicle, &rewrap);
 	if (rc == DM_OK)
 		rc = db_commit(engine->db);
+	size_t count = rewrap.done.len / sizeof(struct rewrapped);
 	if (rc) {
 		/* The old KEK is kept, so every key still unwraps; a later
 		 * rotation re-wraps them all. */
 		db_rollback(engine->db);
-		dm_error("re-wrapping data keys under KEK %08x failed: %s", (unsigned)*new_id,
-			 dm_strerror(rc));
-		return rc;
+		dm_error("re-wrapping data keys under KEK %08x failed: %s; the previous KEK "
+			 "still unwraps every data key",
+			 (unsigned)*new_id, dm_strerror(rc));
+	} else {
+		const struct rewrapped *done = (const struct rewrapped *)rewrap.done.data;
+		for (size_t i = 0; i < count; i++)
+			memcpy(done[i].vehicle->record.wrapped_key, done[i].blob,
+			       KEYSTORE_WRAPPED_LEN);
+		int dropped = keystore_drop(engine->opt.keystore, old_id);
+		if (dropped && dropped != DM_ERR_NOT_FOUND)
+			dm_warn("the old KEK %08x could not be dropped: %s", (unsigned)old_id,
+				dm_strerror(dropped));
+		dm_info("KEK rotated from %08x to %08x; %zu data keys re-wrapped", (unsigned)old_id,
+			(unsigned)*new_id, count);
 	}
-	rc = keystore_drop(engine->opt.keystore, old_id);
-	if (rc && rc != DM_ERR_NOT_FOUND)
-		dm_warn("the old KEK %08x could not be dropped: %s", (unsigned)old_id,
-			dm_strerror(rc));
-	dm_info("KEK rotated from %08x to %08x; %zu data keys re-wrapped", (unsigned)old_id,
-		(unsigned)*new_id, rewrap.count);
-	return DM_OK;
+	OPENSSL_cleanse(rewrap.done.data, rewrap.done.cap);
+	dm_buf_free(&rewrap.done);
+	return rc;
 }
 
 /* ==== The loop's database connection, for the API's tables (issue 5: roles) ==== */

@@ -124,9 +124,13 @@ int engine_erase(struct engine *engine, struct fleet_vehicle *vehicle, const cha
  * under the new one in one transaction; blocks are not rewritten (they are
  * sealed with the data keys, which do not change). The old KEK is dropped
  * once the transaction commits; if it does not, the old KEK stays and every
- * key still unwraps. Loop thread. Returns DM_OK with the new KEK id in
- * *new_id; DM_ERR_UNSUPPORTED in a store kept in clear; what
- * keystore_rotate and the database return. */
+ * key still unwraps. A rotation that failed after making its KEK current
+ * (not known to be durable) stops the engine from wrapping any new key
+ * until it is reopened: registrations and rotations return DM_ERR_STATE.
+ * Loop thread; it holds a write transaction while it wraps every key.
+ * Returns DM_OK with the new KEK id in *new_id; DM_ERR_UNSUPPORTED in a
+ * store kept in clear; DM_ERR_STATE as said; what keystore_rotate and the
+ * database return. */
 int engine_rotate_kek(struct engine *engine, uint32_t *new_id);
 
 struct fleet *engine_fleet(struct engine *engine);
