@@ -426,6 +426,33 @@ static void test_revoking_twice_keeps_one_entry_and_raises_the_crl_number(void *
 	assert_int_equal(verify_leaf(dirs, VIN_B ".crt", 1), X509_V_ERR_CERT_REVOKED);
 }
 
+static void test_a_fresh_crl_keeps_every_revocation_with_the_lifetime_asked(void **state)
+{
+	struct dirs *dirs = *state;
+	create_ca(dirs->ca, "CN");
+	issue(dirs, VIN_A);
+	revoke_leaf(dirs, VIN_A ".crt");
+	char err[512];
+	assert_int_equal(pki_crl(dirs->ca, 30, err, sizeof err), DM_OK);
+	X509_CRL *crl = load_crl(dirs->ca);
+	assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 1);
+	assert_int_equal(crl_number(crl), 3);
+	int days = 0, seconds = 0;
+	assert_int_equal(ASN1_TIME_diff(&days, &seconds, X509_CRL_get0_lastUpdate(crl),
+	                                X509_CRL_get0_nextUpdate(crl)),
+	                 1);
+	assert_int_equal(days, 30);
+	X509_CRL_free(crl);
+	assert_int_equal(verify_leaf(dirs, VIN_A ".crt", 1), X509_V_ERR_CERT_REVOKED);
+	/* Lifetimes outside 1 .. PKI_CRL_DAYS_MAX are refused, the CRL untouched. */
+	assert_int_equal(pki_crl(dirs->ca, 0, err, sizeof err), DM_ERR_INVALID);
+	assert_int_equal(pki_crl(dirs->ca, PKI_CRL_DAYS_MAX + 1, err, sizeof err),
+	                 DM_ERR_INVALID);
+	crl = load_crl(dirs->ca);
+	assert_int_equal(crl_number(crl), 3);
+	X509_CRL_free(crl);
+}
+
 static void test_certificate_from_another_ca_neither_verifies_nor_can_be_revoked(void **state)
 {
 	struct dirs *dirs = *state;
@@ -536,6 +563,7 @@ int main(void)
 	    CASE(test_issuing_without_a_ca_names_the_missing_file),
 	    CASE(test_revoked_certificate_fails_while_an_unrevoked_one_still_verifies),
 	    CASE(test_revoking_twice_keeps_one_entry_and_raises_the_crl_number),
+	    CASE(test_a_fresh_crl_keeps_every_revocation_with_the_lifetime_asked),
 	    CASE(test_certificate_from_another_ca_neither_verifies_nor_can_be_revoked),
 	    CASE(test_server_certificate_has_the_given_names_and_server_auth),
 	    CASE(test_server_certificate_refuses_a_bad_host_and_writes_nothing),

@@ -37,7 +37,8 @@ int keyring_new(struct keystore *ks, struct keyring **out);
 void keyring_free(struct keyring *ring);
 
 /* A fresh key for a new vehicle, wrapped into blob for its row. Returns
- * DM_OK; DM_ERR_EXISTS when the ring holds a key for that id already;
+ * DM_OK; DM_ERR_EXISTS when the ring holds a key for that id already, or
+ * the id was erased (an erased id never gets a key again);
  * DM_ERR_INVALID for id 0; what vehicle_key_generate and keystore_wrap
  * return. On failure the ring is unchanged. */
 int keyring_create(struct keyring *ring, uint32_t vehicle_id, uint8_t blob[KEYSTORE_WRAPPED_LEN]);

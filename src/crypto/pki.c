@@ -470,7 +470,8 @@ static int ca_load(const char *dir, struct ca *ca, char *err, size_t err_len)
 }
 
 static int build_crl(const struct ca *ca, const struct dm_buf *revoked, int64_t number,
-                     X509_CRL **out, const char *crl_path, char *err, size_t err_len);
+                     long lifetime_s, X509_CRL **out, const char *crl_path, char *err,
+                     size_t err_len);
 
 static int check_days(unsigned days, char *err, size_t err_len)
 {
@@ -528,7 +529,8 @@ int pki_ca_create(const char *dir, const char *jurisdiction, unsigned days, char
 		struct ca ca = {.cert = cert, .key = key};
 		struct dm_buf none = {0};
 		X509_CRL *crl = NULL;
-		status = build_crl(&ca, &none, 1, &crl, crl_path, err, err_len);
+		status = build_crl(&ca, &none, 1, CRL_NEXT_UPDATE_SECONDS, &crl, crl_path, err,
+		                   err_len);
 		if (status == DM_OK)
 			status = write_file(crl_path, O_EXCL, 0644, emit_crl, crl, err, err_len);
 		X509_CRL_free(crl);
@@ -675,13 +677,14 @@ static int previous_crl_number(const char *crl_path, int64_t *out, char *err, si
 
 /* Builds and signs the CRL of every line of revoked (already checked). */
 static int build_crl(const struct ca *ca, const struct dm_buf *revoked, int64_t number,
-                     X509_CRL **out, const char *crl_path, char *err, size_t err_len)
+                     long lifetime_s, X509_CRL **out, const char *crl_path, char *err,
+                     size_t err_len)
 {
 	*out = NULL;
 	X509_CRL *crl = X509_CRL_new();
 	time_t now = time(NULL);
 	ASN1_TIME *last = ASN1_TIME_set(NULL, now);
-	ASN1_TIME *next = ASN1_TIME_set(NULL, now + CRL_NEXT_UPDATE_SECONDS);
+	ASN1_TIME *next = ASN1_TIME_set(NULL, now + lifetime_s);
 	ASN1_INTEGER *crl_number = ASN1_INTEGER_new();
 	int ok = crl != NULL && last != NULL && next != NULL && crl_number != NULL &&
 	         X509_CRL_set_version(crl, X509_CRL_VERSION_2) == 1 &&
@@ -762,6 +765,23 @@ static int read_revoked(const char *path, const char *serial, struct dm_buf *out
 	return DM_OK;
 }
 
+/* Replaces ca.crl with one listing every line of revoked, numbered one
+ * above the previous CRL, valid for lifetime_s from now. */
+static int reissue_crl(const struct ca *ca, const struct dm_buf *revoked, const char *crl_path,
+                       long lifetime_s, char *err, size_t err_len)
+{
+	int64_t number = 0;
+	X509_CRL *crl = NULL;
+	int status = previous_crl_number(crl_path, &number, err, err_len);
+	if (status == DM_OK)
+		status = build_crl(ca, revoked, number + 1, lifetime_s, &crl, crl_path, err,
+		                   err_len);
+	if (status == DM_OK)
+		status = replace_file(crl_path, emit_crl, crl, err, err_len);
+	X509_CRL_free(crl);
+	return status;
+}
+
 int pki_revoke(const char *ca_dir, const char *cert_path, char *err, size_t err_len)
 {
 	if (err != NULL && err_len > 0)
@@ -783,7 +803,6 @@ int pki_revoke(const char *ca_dir, const char *cert_path, char *err, size_t err_
 	X509 *cert = NULL;
 	char *serial = NULL;
 	struct dm_buf revoked = {0};
-	X509_CRL *crl = NULL;
 	status = read_cert(cert_path, &cert, err, err_len);
 	if (status != DM_OK)
 		goto out;
@@ -815,17 +834,41 @@ int pki_revoke(const char *ca_dir, const char *cert_path, char *err, size_t err_
 		if (status != DM_OK)
 			goto out;
 	}
-	int64_t number = 0;
-	status = previous_crl_number(crl_path, &number, err, err_len);
-	if (status == DM_OK)
-		status = build_crl(&ca, &revoked, number + 1, &crl, crl_path, err, err_len);
-	if (status == DM_OK)
-		status = replace_file(crl_path, emit_crl, crl, err, err_len);
+	status = reissue_crl(&ca, &revoked, crl_path, CRL_NEXT_UPDATE_SECONDS, err, err_len);
 out:
-	X509_CRL_free(crl);
 	dm_buf_free(&revoked);
 	OPENSSL_free(serial);
 	X509_free(cert);
+	ca_release(&ca);
+	return status;
+}
+
+int pki_crl(const char *ca_dir, unsigned days, char *err, size_t err_len)
+{
+	if (err != NULL && err_len > 0)
+		err[0] = '\0';
+	if (ca_dir == NULL || days < 1 || days > PKI_CRL_DAYS_MAX)
+		return fail(err, err_len, DM_ERR_INVALID,
+		            "a CA directory and a lifetime of 1 to %u days are needed",
+		            PKI_CRL_DAYS_MAX);
+	char revoked_path[PATH_MAX], crl_path[PATH_MAX];
+	int status =
+	    make_path(revoked_path, sizeof revoked_path, ca_dir, "revoked", ".txt", err, err_len);
+	if (status == DM_OK)
+		status = make_path(crl_path, sizeof crl_path, ca_dir, "ca", ".crl", err, err_len);
+	if (status != DM_OK)
+		return status;
+	struct ca ca;
+	status = ca_load(ca_dir, &ca, err, err_len);
+	if (status != DM_OK)
+		return status;
+	struct dm_buf revoked = {0};
+	int found = 0;
+	status = read_revoked(revoked_path, "", &revoked, &found, err, err_len);
+	if (status == DM_OK)
+		status = reissue_crl(&ca, &revoked, crl_path, (long)days * 24 * 60 * 60, err,
+		                     err_len);
+	dm_buf_free(&revoked);
 	ca_release(&ca);
 	return status;
 }

@@ -80,6 +80,16 @@ int pki_issue_server(const char *ca_dir, const char *site_id, const char *hosts,
  * keeps one entry but still issues a fresh CRL. */
 int pki_revoke(const char *ca_dir, const char *cert_path, char *err, size_t err_len);
 
+/* Longest CRL lifetime pki_crl accepts, in days. */
+#define PKI_CRL_DAYS_MAX 365u
+
+/* Issues a fresh ca.crl in ca_dir listing every serial of revoked.txt,
+ * crlNumber one above the previous CRL's, lastUpdate now and nextUpdate
+ * now + days (1 .. PKI_CRL_DAYS_MAX). A node refuses every vehicle of a CA
+ * whose CRL is past its nextUpdate, so this runs well before then (from
+ * cron, daily); the node picks the new CRL up on SIGHUP. */
+int pki_crl(const char *ca_dir, unsigned days, char *err, size_t err_len);
+
 /* Reads the identity a node acts on from the certificate at cert_path: the
  * subject CN into vin (a NUL-terminated VIN that passes vin_check) and the
  * subject C into jurisdiction (two upper-case letters). A subject with

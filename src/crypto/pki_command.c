@@ -14,7 +14,8 @@ static const char usage_text[] =
 	"usage: domicile pki ca --dir CA_DIR --jurisdiction CC [--days N]\n"
 	"       domicile pki vehicle --ca CA_DIR --vin VIN --out DIR [--days N]\n"
 	"       domicile pki server --ca CA_DIR --site SITE --hosts H1,H2 --out DIR [--days N]\n"
-	"       domicile pki revoke --ca CA_DIR --cert FILE\n";
+	"       domicile pki revoke --ca CA_DIR --cert FILE\n"
+	"       domicile pki crl --ca CA_DIR [--days N]   (a fresh CRL; run daily)\n";
 
 struct args {
 	const char *dir, *jurisdiction, *ca, *vin, *out, *site, *hosts, *cert;
@@ -75,7 +76,7 @@ int pki_main(int argc, char **argv)
 	char err[1024] = "";
 	int rc;
 	/* The directories that will hold keys are made private. */
-	const char *dir = strcmp(what, "ca") == 0 ? a.dir : a.out;
+	const char *dir = strcmp(what, "ca") == 0 ? a.dir : strcmp(what, "crl") == 0 ? NULL : a.out;
 	if (dir && mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "domicile pki %s: cannot create %s: %s\n", what, dir,
 			strerror(errno));
@@ -90,6 +91,8 @@ int pki_main(int argc, char **argv)
 				      sizeof err);
 	else if (strcmp(what, "revoke") == 0 && a.ca && a.cert)
 		rc = pki_revoke(a.ca, a.cert, err, sizeof err);
+	else if (strcmp(what, "crl") == 0 && a.ca)
+		rc = pki_crl(a.ca, a.days ? a.days : 7, err, sizeof err);
 	else
 		return usage();
 	if (rc) {

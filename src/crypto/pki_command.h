@@ -5,6 +5,7 @@
  *   domicile pki vehicle --ca CA_DIR --vin VIN --out DIR [--days N]
  *   domicile pki server --ca CA_DIR --site SITE --hosts H1,H2 --out DIR [--days N]
  *   domicile pki revoke --ca CA_DIR --cert FILE
+ *   domicile pki crl --ca CA_DIR [--days N]
  *
  * Exits 0 on success, 1 when the operation failed (with the reason on
  * stderr), 2 for a usage error.

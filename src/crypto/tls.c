@@ -47,8 +47,9 @@
 #define TLS13_SUITES "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
 #define GROUPS "X25519:P-256:P-384"
 /* Vehicle certificates are issued by their jurisdiction's CA directly: the
- * chain is the leaf and the anchor, nothing between. */
-#define VERIFY_DEPTH 1
+ * chain is the leaf and the anchor, nothing between. OpenSSL's depth counts
+ * the untrusted CA certificates a chain may hold, so 0. */
+#define VERIFY_DEPTH 0
 #define SESSION_CONTEXT "domicile"
 #define WHY_MAX 256
 
@@ -170,10 +171,15 @@ static int load_crl(const char *dir, const char *code, X509 *ca, X509_CRL **out,
 		            code);
 	}
 	const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+	int days = 0, secs = 0;
 	if (next != NULL && X509_cmp_current_time(next) <= 0)
 		dm_warn("tls: %s: past its nextUpdate: vehicles of %s will be refused until a "
-		        "fresh CRL is installed (domicile pki revoke issues one)",
+		        "fresh CRL is installed (domicile pki crl issues one; then SIGHUP)",
 		        path, code);
+	else if (next != NULL && ASN1_TIME_diff(&days, &secs, NULL, next) == 1 && days < 2)
+		dm_warn("tls: %s expires in %d h: issue a fresh one (domicile pki crl) and send "
+		        "SIGHUP, or vehicles of %s will be refused",
+		        path, days * 24 + secs / 3600, code);
 	ERR_clear_error();
 	*out = crl;
 	return DM_OK;
@@ -363,6 +369,37 @@ int tls_peer_identity(const SSL *ssl, struct tls_identity *out, char *err, size_
 		            found.home, anchor_home[0] ? anchor_home : "no jurisdiction");
 	*out = found;
 	return DM_OK;
+}
+
+int tls_recheck_peer(SSL *ssl, char *err, size_t err_len)
+{
+	if (err != NULL && err_len > 0)
+		err[0] = '\0';
+	X509 *leaf = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+	if (leaf == NULL)
+		return fail(err, err_len, DM_ERR_AUTH, "no client certificate");
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	X509_STORE *store = NULL;
+	if (SSL_CTX_get0_verify_cert_store(ctx, &store) != 1 || store == NULL)
+		return fail(err, err_len, DM_ERR_STATE, "the context has no vehicle trust store");
+	X509_STORE_CTX *check = X509_STORE_CTX_new();
+	/* The same rules as the handshake: the context's parameters (CRL check,
+	 * depth) over the store now in force. On the server side the peer's
+	 * chain holds only what it sent besides its own certificate. */
+	int ok = check != NULL &&
+	         X509_STORE_CTX_init(check, store, leaf, SSL_get_peer_cert_chain(ssl)) == 1 &&
+	         X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(check), SSL_CTX_get0_param(ctx)) ==
+	             1 &&
+	         X509_STORE_CTX_set_purpose(check, X509_PURPOSE_SSL_CLIENT) == 1;
+	int status = DM_OK;
+	if (!ok)
+		status = ssl_fail(err, err_len, DM_ERR_CRYPTO, "re-checking a client certificate");
+	else if (X509_verify_cert(check) != 1)
+		status = fail(err, err_len, DM_ERR_AUTH, "%s",
+		              X509_verify_cert_error_string(X509_STORE_CTX_get_error(check)));
+	X509_STORE_CTX_free(check);
+	ERR_clear_error();
+	return status;
 }
 
 const char *tls_failure_reason(const SSL *ssl, unsigned long openssl_error)

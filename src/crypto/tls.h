@@ -87,4 +87,11 @@ int tls_peer_identity(const SSL *ssl, struct tls_identity *out, char *err, size_
  * never NULL. */
 const char *tls_failure_reason(const SSL *ssl, unsigned long openssl_error);
 
+/* Verifies an established session's client certificate again, against the
+ * trust store its context holds now (after tls_reload_trust), with the
+ * handshake's rules. Returns DM_OK while it still verifies; DM_ERR_AUTH
+ * with the reason in err once it does not (revoked since, CA withdrawn,
+ * expired); DM_ERR_CRYPTO, DM_ERR_STATE. */
+int tls_recheck_peer(SSL *ssl, char *err, size_t err_len);
+
 #endif

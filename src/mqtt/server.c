@@ -1285,6 +1285,30 @@ void mqtt_server_disconnect(struct mqtt_server *server, uint64_t session_id, uin
 	close_after_flush(conn);
 }
 
+size_t mqtt_server_recheck_tls(struct mqtt_server *server)
+{
+	size_t closed = 0;
+	struct conn *next;
+	/* next is taken first: ending a connection may free it at once. */
+	for (struct conn *conn = server->conns; conn; conn = next) {
+		next = conn->next;
+		if (!conn->ssl || !conn->accepted || conn->state != OPEN)
+			continue;
+		char why[256];
+		if (tls_recheck_peer(conn->ssl, why, sizeof why) == DM_OK)
+			continue;
+		dm_info("mqtt: %s: its client certificate no longer verifies (%s): disconnected",
+		        conn->peer, why);
+		closed++;
+		if (conn->version == MQTT_V5 &&
+		    send_encoded(conn, mqtt_encode_disconnect(&server->scratch, MQTT_V5,
+		                                              MQTT_RC_NOT_AUTHORIZED, NULL)) != DM_OK)
+			continue; /* the send failure ended it already */
+		close_after_flush(conn);
+	}
+	return closed;
+}
+
 int mqtt_server_publish(struct mqtt_server *server, const char *topic, const uint8_t *payload,
                         size_t len)
 {

@@ -171,6 +171,12 @@ void mqtt_server_puback(struct mqtt_server *server, uint64_t session_id, uint16_
 			uint8_t reason, const char *reason_string);
 /* Closes a session (MQTT 5: DISCONNECT with reason first). */
 void mqtt_server_disconnect(struct mqtt_server *server, uint64_t session_id, uint8_t reason);
+/* Verifies the client certificate of every open TLS session again against
+ * its context's trust store as it is now (tls_recheck_peer), and closes
+ * (MQTT 5: DISCONNECT 0x87 first) every session whose certificate no longer
+ * verifies: a revocation reaches the vehicles already connected, not only
+ * the next handshakes. Returns how many were closed. */
+size_t mqtt_server_recheck_tls(struct mqtt_server *server);
 /* Sends a QoS 0 PUBLISH to every session subscribed to exactly `topic`. */
 int mqtt_server_publish(struct mqtt_server *server, const char *topic, const uint8_t *payload,
 			size_t len);

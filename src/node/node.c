@@ -540,9 +540,12 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 	char err[PATH_MAX + 512];
 	int rc = tls_reload_trust(node->mqtt_tls, node->config.vehicle_ca_dir, node->trusted,
 				  node->trusted_count, err, sizeof err);
-	if (rc == DM_OK)
-		dm_info("SIGHUP: vehicle CAs and CRLs of %zu jurisdictions reloaded from %s",
-			node->trusted_count, node->config.vehicle_ca_dir);
+	if (rc == DM_OK) {
+		size_t closed = mqtt_server_recheck_tls(node->mqtt);
+		dm_info("SIGHUP: vehicle CAs and CRLs of %zu jurisdictions reloaded from %s; %zu "
+			"connected vehicles no longer verify and were disconnected",
+			node->trusted_count, node->config.vehicle_ca_dir, closed);
+	}
 	else
 		dm_error("SIGHUP: vehicle CAs and CRLs not reloaded, the previous ones stay in "
 			 "force: %s",

@@ -25,4 +25,12 @@ openssl verify -CAfile "$CA/ca.crt" -crl_check -CRLfile "$CA/ca.crl" "$OUT/$VIN1
 	grep -q "certificate revoked" || fail "the revoked certificate still verifies"
 openssl verify -CAfile "$CA/ca.crt" -crl_check -CRLfile "$CA/ca.crl" "$OUT/$VIN2.crt" >/dev/null ||
 	fail "an unrevoked certificate no longer verifies"
+# A fresh CRL (the daily job) keeps the revocation and lasts as long as asked.
+"$DOMICILE" pki crl --ca "$CA" --days 30 || fail "issuing a fresh CRL"
+next=$(date -d "$(openssl crl -in "$CA/ca.crl" -noout -nextupdate | cut -d= -f2)" +%s)
+days=$(((next - $(date +%s)) / 86400))
+[ "$days" -ge 29 ] && [ "$days" -le 30 ] || fail "the fresh CRL lasts $days days, not 30"
+openssl verify -CAfile "$CA/ca.crt" -crl_check -CRLfile "$CA/ca.crl" "$OUT/$VIN1.crt" 2>&1 |
+	grep -q "certificate revoked" || fail "the fresh CRL forgot the revocation"
+"$DOMICILE" pki crl --ca "$CA" --days 0 2>/dev/null && fail "a CRL lifetime of 0 days was accepted"
 pass

@@ -175,9 +175,20 @@ kill -TERM "$DE_PID"
 # ---- revocation, in force from the SIGHUP on ----
 pki revoke --ca "$WORK/ca-cn" --cert "$CERTS/$VIN1.crt"
 mqtts "$VIN1" "$VIN1" || fail "revoked before the reload (the node reads CRLs at SIGHUP): $PUB_OUT"
+# VIN1 stays connected (a subscriber) while its certificate is revoked: the
+# reload ends that session too, not only later handshakes.
+stdbuf -oL mosquitto_sub -d -h 127.0.0.1 -p "$CN_MQTTS" --cafile "$WORK/ca-cn/ca.crt" \
+	--cert "$CERTS/$VIN1.crt" --key "$CERTS/$VIN1.key" -i "$VIN1" -t "v/$VIN1/policy" \
+	-V mqttv5 >"$WORK/sub.log" 2>&1 &
+PIDS+=("$!")
+wait_for 20 grep -q "received SUBACK" "$WORK/sub.log" || fail "the subscriber did not connect: $(cat "$WORK/sub.log")"
 kill -HUP "$NODE_PID"
 wait_for 10 grep -q "SIGHUP: vehicle CAs and CRLs of 2 jurisdictions reloaded" "$WORK/cn.log" ||
 	fail "no reload after SIGHUP"
+grep -q "SIGHUP: .* 1 connected vehicles no longer verify and were disconnected" "$WORK/cn.log" ||
+	fail "the connected vehicle with the revoked certificate was not disconnected"
+wait_for 10 grep -q "Received DISCONNECT (135)" "$WORK/sub.log" ||
+	fail "the subscriber was not told: $(cat "$WORK/sub.log")"
 mqtts "$VIN1" "$VIN1" && fail "a revoked certificate was accepted"
 grep -q "TLS handshake failed: certificate revoked" "$WORK/cn.log" || fail "no log line for the revocation"
 mqtts "$VIN2" "$VIN2" || fail "an unrevoked certificate was refused after the reload: $PUB_OUT"
