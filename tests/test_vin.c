@@ -241,6 +241,19 @@ static void test_vin_message_is_truncated_to_the_buffer(void **state)
 	assert_string_equal(stale, "");
 }
 
+static void test_jurisdiction_codes_are_two_capitals_and_nothing_else(void **state)
+{
+	assert_true(jurisdiction_code_valid("CN"));
+	assert_true(jurisdiction_code_valid("DE"));
+	assert_false(jurisdiction_code_valid(NULL));
+	assert_false(jurisdiction_code_valid(""));
+	assert_false(jurisdiction_code_valid("C"));
+	assert_false(jurisdiction_code_valid("cn"));
+	assert_false(jurisdiction_code_valid("CNN"));
+	assert_false(jurisdiction_code_valid("C1"));
+	assert_false(jurisdiction_code_valid("C@"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +271,7 @@ int main(void)
 		cmocka_unit_test(test_vin_transliterates_every_character_as_the_standard_lists),
 		cmocka_unit_test(test_vin_compute_check_digit_ignores_position_9),
 		cmocka_unit_test(test_vin_message_is_truncated_to_the_buffer),
+		cmocka_unit_test(test_jurisdiction_codes_are_two_capitals_and_nothing_else),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

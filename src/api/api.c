@@ -275,12 +275,6 @@ static void get_metrics(struct call *call)
 		call->api->opt.observe(call->api->opt.arg, call->route, 200);
 }
 
-static int iso_code(const char *text)
-{
-	return text && strlen(text) == 2 && text[0] >= 'A' && text[0] <= 'Z' && text[1] >= 'A' &&
-	       text[1] <= 'Z';
-}
-
 static void post_vehicle(struct call *call)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(call->req);
@@ -304,7 +298,7 @@ static void post_vehicle(struct call *call)
 	char err[128];
 	if (vin_check(vin, strlen(vin), err, sizeof err) != DM_OK) {
 		reply_error(call, 400, "%s", err);
-	} else if (!iso_code(home)) {
+	} else if (!jurisdiction_code_valid(home)) {
 		reply_error(call, 400, "'home' must be an ISO 3166 alpha-2 code such as \"CN\"");
 	} else if (strlen(model) == 0 || strlen(model) > 64) {
 		reply_error(call, 400, "'model' must be 1 to 64 bytes");

@@ -212,12 +212,6 @@ static int read_cert(const char *path, X509 **out, char *err, size_t err_len)
 
 /* ---- names ------------------------------------------------------------------------------- */
 
-static int is_jurisdiction(const char *s)
-{
-	return s != NULL && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
-	       s[2] == '\0';
-}
-
 static int is_site_id(const char *s)
 {
 	size_t len = s == NULL ? 0 : strlen(s);
@@ -435,7 +429,7 @@ static int ca_load(const char *dir, struct ca *ca, char *err, size_t err_len)
 		return status;
 	if (name_entry(X509_get_subject_name(ca->cert), NID_countryName, ca->jurisdiction,
 	               sizeof ca->jurisdiction) != DM_OK ||
-	    !is_jurisdiction(ca->jurisdiction)) {
+	    !jurisdiction_code_valid(ca->jurisdiction)) {
 		ca_release(ca);
 		return fail(err, err_len, DM_ERR_MALFORMED,
 		            "%s: subject has no single C of two upper-case letters", path);
@@ -486,7 +480,7 @@ int pki_ca_create(const char *dir, const char *jurisdiction, unsigned days, char
 {
 	if (err != NULL && err_len > 0)
 		err[0] = '\0';
-	if (dir == NULL || !is_jurisdiction(jurisdiction))
+	if (dir == NULL || !jurisdiction_code_valid(jurisdiction))
 		return fail(err, err_len, DM_ERR_INVALID,
 		            "jurisdiction '%.8s' is not two upper-case letters (ISO 3166 alpha-2)",
 		            jurisdiction != NULL ? jurisdiction : "(null)");
@@ -882,7 +876,7 @@ int pki_x509_jurisdiction(const X509 *cert, char jurisdiction[3])
 	if (cert == NULL ||
 	    name_entry(X509_get_subject_name(cert), NID_countryName, country, sizeof country) !=
 	        DM_OK ||
-	    !is_jurisdiction(country))
+	    !jurisdiction_code_valid(country))
 		return DM_ERR_INVALID;
 	memcpy(jurisdiction, country, sizeof country);
 	return DM_OK;

@@ -38,6 +38,7 @@
 
 #include "crypto/pki.h"
 #include "util/err.h"
+#include "util/vin.h"
 #include "util/log.h"
 
 #define TLS12_CIPHERS                                                                              \
@@ -78,12 +79,6 @@ static int ssl_fail(char *err, size_t err_len, int status, const char *what)
 		ERR_error_string_n(code, reason, sizeof reason);
 	ERR_clear_error();
 	return fail(err, err_len, status, "%s: %s", what, reason);
-}
-
-static int is_code(const char *s)
-{
-	return s != NULL && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
-	       s[2] == '\0';
 }
 
 /* ---- the trust store --------------------------------------------------------------------- */
@@ -195,7 +190,7 @@ static int trust_load(const char *dir, const char *const *codes, size_t count, X
 		            "a vehicle CA directory and 1..%d jurisdictions are needed",
 		            TLS_TRUST_MAX);
 	for (size_t i = 0; i < count; i++)
-		if (!is_code(codes[i]))
+		if (!jurisdiction_code_valid(codes[i]))
 			return fail(err, err_len, DM_ERR_INVALID,
 			            "jurisdiction '%.8s' is not two upper-case letters",
 			            codes[i] ? codes[i] : "(null)");

@@ -117,3 +117,9 @@ int vin_check_for_market(const char *vin, size_t len, const char *market, char *
 					 strcmp(market, "CN") == 0);
 	return check(vin, len, market_requires, err, err_len);
 }
+
+int jurisdiction_code_valid(const char *s)
+{
+	return s != NULL && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
+	       s[2] == '\0';
+}

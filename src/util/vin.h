@@ -49,4 +49,8 @@ int vin_check_for_market(const char *vin, size_t len, const char *market, char *
  * or DM_ERR_INVALID (and *out = '\0') when the length or alphabet is wrong. */
 int vin_compute_check_digit(const char *vin, size_t len, char *out);
 
+/* Whether s is a home jurisdiction as domicile spells it: an ISO 3166
+ * alpha-2 code, two upper-case letters and nothing else ("CN", "DE"). */
+int jurisdiction_code_valid(const char *s);
+
 #endif
