@@ -100,6 +100,17 @@ samples=$(metric domicile_store_samples)
 row "bytes stored per sample (blocks)" "$(awk -v b="$blocks" -v s="$samples" 'BEGIN {printf "%.2f", s ? b / s : 0}')" "target ≤ 2 ($samples samples)"
 node_stop
 
+# The same protobuf flood into a node that keeps samples in clear: what
+# sealing log records and blocks (per-vehicle AES-256-GCM) costs.
+echo "== the same, store_encryption off (for comparison only)"
+node_start clear CN cn-bench-3 "flush_interval_ms 2000
+store_encryption off"
+register_fleet CN LSVAU218 "$VEHICLES" "$WORK/fleet.txt"
+read -r clear_rate _ < <(flood protobuf)
+row "ingest, protobuf, store in clear (samples/s)" "$(printf '%.0f' "$clear_rate")" \
+	"sealed above: $(awk -v s="$proto_rate" -v c="$clear_rate" 'BEGIN {printf "%.1f%% of clear", c ? 100 * s / c : 0}')"
+node_stop
+
 echo "== idle connections: $IDLE vehicles connected, nothing sent"
 node_start idle CN cn-bench-2
 register_fleet CN LFV3A28K "$IDLE" "$WORK/idle.txt"

@@ -2,7 +2,8 @@
 # The jurisdiction's KEK in a PKCS#11 token (SoftHSM2): `domicile keys
 # pkcs11-init` makes it non-extractable inside the token, a node configured
 # with `keystore pkcs11` wraps its vehicles' data keys with it there, stores
-# and reads back a batch, and reads it again after a restart; a node whose
+# and reads back a batch, rotates its KEK in the token, and reads the batch
+# again after a restart; a node whose
 # token or key is missing does not start, and says which.
 . "$(dirname "$0")/lib.sh"
 
@@ -68,6 +69,17 @@ wrapped=$(sqlite3 "$WORK/cn.data/store.db" "SELECT hex(substr(wrapped_key, 2, 4)
 [ "$wrapped" = "$(echo "$KEK_ID" | tr a-f A-F)" ] ||
 	fail "the data key is wrapped under kek id '$wrapped', not the token's $KEK_ID"
 [ -e "$WORK/cn.data/kek.key" ] && fail "the node made a key file although its KEK is in a token"
+
+# KEK rotation inside the token: a new key, the data key re-wrapped under
+# it (the blob names the new id), the old key gone from the token.
+out=$(api POST /v1/keys/rotate)
+expect_status 200 "$out"
+NEW_ID=$(body "$out" | jq -r .kek_id)
+[ -n "$NEW_ID" ] && [ "$NEW_ID" != "$KEK_ID" ] || fail "rotation: $(body "$out")"
+wrapped=$(sqlite3 "$WORK/cn.data/store.db" "SELECT hex(substr(wrapped_key, 2, 4)) FROM vehicles")
+[ "$wrapped" = "$(echo "$NEW_ID" | tr a-f A-F)" ] || fail "after rotation the key is wrapped under '$wrapped'"
+out=$(keys pkcs11-check 2>&1) || fail "keys pkcs11-check after rotation: $out"
+echo "$out" | grep -q "kek id $NEW_ID.*non-extractable" || fail "pkcs11-check after rotation: $out"
 
 # After a restart the data key is unwrapped by the token and the batch, now
 # in blocks, reads back the same.
