@@ -2,9 +2,10 @@
 # make bench: the component benchmarks (bench/*.c), then the node end to end
 # on loopback: ingest throughput and PUBACK latency with N simulated vehicles
 # for protobuf and JSON batches, PUBACK latency at half the protobuf rate,
-# bytes stored per sample after a flush, and the node's resident memory with
-# many idle connected vehicles. Prints a table; never fails the build on a
-# missed target (it fails only if something does not run).
+# bytes stored per sample after a flush, what an audit entry adds to an API
+# call, and the node's resident memory with many idle connected vehicles.
+# Prints a table; never fails the build on a missed target (it fails only if
+# something does not run).
 set -euo pipefail
 : "${DOMICILE:?}" "${BENCH_DIR:?}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/domicile-bench.XXXXXX")
@@ -98,6 +99,28 @@ sleep 3
 blocks=$(metric domicile_store_block_bytes)
 samples=$(metric domicile_store_samples)
 row "bytes stored per sample (blocks)" "$(awk -v b="$blocks" -v s="$samples" 'BEGIN {printf "%.2f", s ? b / s : 0}')" "target ≤ 2 ($samples samples)"
+
+# The audit log's cost per API call: the same kind of call (authorized,
+# a small JSON answer) with and without an audit entry, one connection
+# each, API_CALLS calls in a row; the difference is the durable append.
+API_CALLS=${BENCH_API_CALLS:-300}
+# mean_call PATH: the mean time of API_CALLS sequential GETs, in ms.
+mean_call() {
+	local cfg="$WORK/calls.curl" i
+	: >"$cfg"
+	for i in $(seq 1 "$API_CALLS"); do
+		[ "$i" -gt 1 ] && echo "next" >>"$cfg"
+		printf 'url = "http://127.0.0.1:%s%s"\nheader = "Authorization: Bearer %s"\noutput = /dev/null\nwrite-out = "%%{time_total}\\n"\n' \
+			"$API_PORT" "$1" "$TOKEN" >>"$cfg"
+	done
+	curl -sS -K "$cfg" | awk '{ t += $1 } END { printf "%.3f", NR ? 1000 * t / NR : 0 }'
+}
+first_vin=$(head -1 "$WORK/fleet.txt" | cut -d' ' -f1)
+audited_ms=$(mean_call "/v1/vehicles/$first_vin")
+plain_ms=$(mean_call "/v1/routes")
+row "audit append per API call (ms)" \
+	"$(awk -v a="$audited_ms" -v p="$plain_ms" 'BEGIN {printf "%.3f", a - p}')" \
+	"GET a vehicle (audited) $audited_ms ms, GET /v1/routes (not) $plain_ms ms, $API_CALLS each"
 node_stop
 
 # The same protobuf flood into a node that keeps samples in clear: what

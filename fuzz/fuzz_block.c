@@ -31,17 +31,10 @@
 #include "crypto/keystore.h"
 #include "ingest/catalog.h"
 #include "store/block.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/err.h"
 #include "util/log.h"
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 static void reseal(uint8_t *block, size_t len)
 {

@@ -6,14 +6,12 @@
 
 #include "agent/agent.h"
 #include "api/principals_command.h"
+#include "audit/command.h"
 #include "crypto/keys_command.h"
 #include "crypto/pki_command.h"
 #include "node/node.h"
 #include "residency/command.h"
-
-#ifndef DM_VERSION
-#define DM_VERSION "0.1.0"
-#endif
+#include "util/version.h"
 
 static int usage(FILE *out)
 {
@@ -26,6 +24,7 @@ static int usage(FILE *out)
 		     "  pki ...          vehicle CA, certificates, revocation (no args: usage)\n"
 		     "  principals ...   add, list, remove a node's API principals (--help)\n"
 		     "  keys ...         the key store: PKCS#11 token key (no args: usage)\n"
+		     "  audit ...        verify an exported audit log, proofs; the site key (--help)\n"
 		     "  version          print the version\n");
 	return out == stderr ? 2 : 0;
 }
@@ -47,6 +46,8 @@ int main(int argc, char **argv)
 		return principals_main(argc - 1, argv + 1);
 	if (strcmp(command, "residency") == 0)
 		return residency_main(argc - 1, argv + 1);
+	if (strcmp(command, "audit") == 0)
+		return audit_main(argc - 1, argv + 1);
 	if (strcmp(command, "version") == 0) {
 		printf("domicile %s\n", DM_VERSION);
 		return 0;

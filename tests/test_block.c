@@ -24,6 +24,7 @@
 #include "crypto/keystore.h"
 #include "ingest/catalog.h"
 #include "store/block.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/alloc.h"
 #include "util/err.h"
@@ -207,20 +208,6 @@ static void raw_varint(struct raw *r, uint64_t v)
 static uint64_t zz(int64_t v)
 {
 	return (uint64_t)v << 1 ^ (v < 0 ? UINT64_MAX : 0);
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
 }
 
 /* Recomputes both checksums of a block in place, as an attacker or a bug

@@ -27,6 +27,7 @@
 #include "store/memtable.h"
 #include "util/alloc.h"
 #include "util/clock.h"
+#include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -727,14 +728,6 @@ static void test_engine_detects_a_block_moved_to_another_vehicle(void **state)
 	store_sql(h, "UPDATE blocks SET t_min = t_min - 1");
 	harness_open(h, 3600000);
 	assert_int_equal(query_speed(h, "LSVAU218XN2183295"), DM_ERR_CRYPTO);
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
 }
 
 static void test_engine_detects_a_block_altered_by_one_byte(void **state)

@@ -31,6 +31,8 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +40,8 @@
 #include <string.h>
 
 #include "api/aggregate.h"
+#include "audit/checkpoint.h"
+#include "audit/log.h"
 #include "api/principals.h"
 #include "ingest/catalog.h"
 #include "store/db.h"
@@ -73,12 +77,72 @@ struct call {
 	/* Who calls, once authorize() passed (copies: a handler may change the
 	 * principals). "" on open routes. */
 	char who_name[PRINCIPAL_NAME_MAX + 1];
+	/* The audit entry of the call (audit/entry.h): the route's action
+	 * (NULL: the call is not audited), who, the object (the path's
+	 * parameter, or what a handler names) and a request id. */
+	const char *action;
+	const char *who_kind;
+	const char *who_role;
+	char object[128];
+	char request_id[17];
 };
 
 /* ---- replies ---- */
 
+/* The call's query parameters as a JSON object of strings (NULL if none). */
+static json_t *query_params(struct call *call)
+{
+	if (!call->query.tqh_first)
+		return NULL;
+	json_t *params = json_object();
+	for (struct evkeyval *kv = call->query.tqh_first; params && kv; kv = kv->next.tqe_next) {
+		json_t *value = json_string(kv->value);
+		if (!value || json_object_set_new(params, kv->key, value) != 0) {
+			json_decref(params);
+			return NULL;
+		}
+	}
+	return params;
+}
+
+/* Records the call in the audit log before its answer leaves (promise 4):
+ * returns 0 when it could not be recorded, and the answer must not go. */
+static int audited(struct call *call, int status)
+{
+	struct audit_log *log = call->api->opt.audit;
+	if (!log || !call->action)
+		return 1;
+	json_t *params = query_params(call);
+	struct audit_entry e = {
+		.request = call->request_id,
+		.who_kind = call->who_kind ? call->who_kind : "anonymous",
+		.who = call->who_name[0] ? call->who_name : NULL,
+		.role = call->who_role,
+		.action = call->action,
+		.object = call->object[0] ? call->object : NULL,
+		.params = params,
+		.outcome = status < 300 ? "ok"
+			   : status == 401 || status == 403 ? "denied"
+			   : status == 410 ? "gone"
+			   : status < 500 ? "refused"
+					  : "error",
+		.status = status,
+	};
+	int rc = audit_log_append(log, &e);
+	json_decref(params);
+	return rc == DM_OK;
+}
+
 static void reply_json(struct call *call, int status, json_t *body)
 {
+	if (!audited(call, status)) {
+		json_decref(body);
+		status = 503;
+		body = json_pack("{s:s}", "error",
+				 "the audit log cannot record this call, so it is not answered");
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(call->req), "X-Request-Id",
+			  call->request_id);
 	struct evbuffer *out = evbuffer_new();
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	if (!out || !text) {
@@ -310,6 +374,9 @@ static void post_vehicle(struct call *call)
 		struct fleet_vehicle *vehicle;
 		int rc = engine_register(call->api->opt.engine, vin, home, site, model, secret,
 					 sizeof secret, &vehicle);
+		/* Only a vehicle of this site is named in the audit entry: a
+		 * VIN refused above may be another jurisdiction's. */
+		snprintf(call->object, sizeof call->object, "%s", vin);
 		if (rc == DM_ERR_EXISTS) {
 			reply_error(call, 409, "vehicle %s is already registered", vin);
 		} else if (rc) {
@@ -528,6 +595,7 @@ static void post_principal(struct call *call, const char *param, size_t param_le
 		json_decref(doc);
 		return;
 	}
+	snprintf(call->object, sizeof call->object, "%s", name);
 	enum role role;
 	size_t vin_count = vins ? json_array_size(vins) : 0;
 	const char *list[PRINCIPAL_MAX_VINS];
@@ -993,11 +1061,175 @@ static void reject_request(struct call *call, const char *param, size_t len)
  * route whose parameter is {vin} is held to their own vehicles (see the top
  * of this file). GET /v1/routes shows the table, and the end-to-end role
  * test (tests/e2e/test_roles.sh) walks every route in it with every role. */
+/* ---- the audit log (auditor) ---- */
+
+static void reply_text(struct call *call, int status, const struct dm_buf *text)
+{
+	struct evbuffer *out = evbuffer_new();
+	if (!out) {
+		evhttp_send_error(call->req, 500, "out of memory");
+		return;
+	}
+	evbuffer_add(out, text->data, text->len);
+	evhttp_add_header(evhttp_request_get_output_headers(call->req), "Content-Type",
+			  "text/plain; charset=utf-8");
+	evhttp_send_reply(call->req, status, NULL, out);
+	evbuffer_free(out);
+	if (call->api->opt.observe)
+		call->api->opt.observe(call->api->opt.arg, call->route, status);
+}
+
+/* The audit log, or NULL after replying 404 on a node without one. */
+static struct audit_log *audit_of(struct call *call)
+{
+	if (!call->api->opt.audit)
+		reply_error(call, 404, "this node keeps no audit log");
+	return call->api->opt.audit;
+}
+
+static void get_audit_checkpoint(struct call *call, const char *param, size_t len)
+{
+	struct audit_log *log = audit_of(call);
+	struct dm_buf text = {0};
+	if (!log)
+		return;
+	if (audit_log_checkpoint(log, &text) != DM_OK)
+		reply_error(call, 500, "no signed checkpoint could be made");
+	else
+		reply_text(call, 200, &text);
+	dm_buf_free(&text);
+}
+
+static void get_audit_key(struct call *call, const char *param, size_t len)
+{
+	struct audit_log *log = audit_of(call);
+	struct dm_buf text = {0};
+	if (!log)
+		return;
+	if (audit_log_verifier_key(log, &text) != DM_OK || dm_buf_append(&text, "\n", 1) != DM_OK)
+		reply_error(call, 500, "out of memory");
+	else
+		reply_text(call, 200, &text);
+	dm_buf_free(&text);
+}
+
+#define AUDIT_PAGE_MAX 1000
+
+/* Base64 of each hash, as a JSON array. */
+static json_t *hashes_json(const uint8_t hashes[][MERKLE_HASH_LEN], size_t count)
+{
+	json_t *list = json_array();
+	for (size_t i = 0; list && i < count; i++) {
+		struct dm_buf b64 = {0};
+		if (audit_base64_encode(hashes[i], MERKLE_HASH_LEN, &b64) != DM_OK ||
+		    json_array_append_new(list, json_string((const char *)b64.data)) != 0) {
+			json_decref(list);
+			list = NULL;
+		}
+		dm_buf_free(&b64);
+	}
+	return list;
+}
+
+static void get_audit_entries(struct call *call, const char *param, size_t len)
+{
+	static const char *const allowed[] = {"start", "end", NULL};
+	struct audit_log *log = audit_of(call);
+	if (!log || !query_check(call, allowed))
+		return;
+	struct audit_store *store = audit_log_store(log);
+	int64_t size = (int64_t)audit_store_size(store), start, end;
+	if (!query_int(call, "start", 0, 0, size, &start) ||
+	    !query_int(call, "end", size, start, size, &end))
+		return;
+	if (end - start > AUDIT_PAGE_MAX) {
+		reply_error(call, 400, "at most %d entries at a time", AUDIT_PAGE_MAX);
+		return;
+	}
+	json_t *list = json_array();
+	struct dm_buf entry = {0}, b64 = {0};
+	int rc = list ? DM_OK : DM_ERR_NOMEM;
+	for (int64_t i = start; rc == DM_OK && i < end; i++) {
+		dm_buf_reset(&entry);
+		dm_buf_reset(&b64);
+		rc = audit_store_entry(store, (uint64_t)i, &entry);
+		if (rc == DM_OK)
+			rc = audit_base64_encode(entry.data, entry.len, &b64);
+		if (rc == DM_OK &&
+		    json_array_append_new(list, json_string((const char *)b64.data)) != 0)
+			rc = DM_ERR_NOMEM;
+	}
+	dm_buf_free(&entry);
+	dm_buf_free(&b64);
+	if (rc) {
+		json_decref(list);
+		reply_error(call, 500, "reading the audit log failed: %s", dm_strerror(rc));
+		return;
+	}
+	reply_json(call, 200, json_pack("{s:I, s:I, s:o}", "start", (json_int_t)start, "end",
+					(json_int_t)end, "entries", list));
+}
+
+static void get_inclusion_proof(struct call *call, const char *param, size_t len)
+{
+	static const char *const allowed[] = {"index", "size", NULL};
+	struct audit_log *log = audit_of(call);
+	if (!log || !query_check(call, allowed))
+		return;
+	struct audit_store *store = audit_log_store(log);
+	int64_t size = (int64_t)audit_store_size(store), index, tree;
+	if (!query_int(call, "size", size, 1, size, &tree) ||
+	    !query_int(call, "index", -1, 0, tree - 1, &index))
+		return;
+	if (index < 0) {
+		reply_error(call, 400, "'index' is needed");
+		return;
+	}
+	uint8_t proof[MERKLE_MAX_PROOF][MERKLE_HASH_LEN];
+	size_t count = 0;
+	int rc = audit_store_inclusion(store, (uint64_t)index, (uint64_t)tree, proof, &count);
+	json_t *hashes = rc == DM_OK ? hashes_json(proof, count) : NULL;
+	if (!hashes) {
+		reply_error(call, 500, "no proof: %s", dm_strerror(rc ? rc : DM_ERR_NOMEM));
+		return;
+	}
+	reply_json(call, 200, json_pack("{s:I, s:I, s:o}", "index", (json_int_t)index, "size",
+					(json_int_t)tree, "hashes", hashes));
+}
+
+static void get_consistency_proof(struct call *call, const char *param, size_t len)
+{
+	static const char *const allowed[] = {"from", "to", NULL};
+	struct audit_log *log = audit_of(call);
+	if (!log || !query_check(call, allowed))
+		return;
+	struct audit_store *store = audit_log_store(log);
+	int64_t size = (int64_t)audit_store_size(store), from, to;
+	if (!query_int(call, "to", size, 1, size, &to) ||
+	    !query_int(call, "from", 0, 1, to, &from))
+		return;
+	if (from == 0) {
+		reply_error(call, 400, "'from' is needed");
+		return;
+	}
+	uint8_t proof[MERKLE_MAX_PROOF][MERKLE_HASH_LEN];
+	size_t count = 0;
+	int rc = audit_store_consistency(store, (uint64_t)from, (uint64_t)to, proof, &count);
+	json_t *hashes = rc == DM_OK ? hashes_json(proof, count) : NULL;
+	if (!hashes) {
+		reply_error(call, 500, "no proof: %s", dm_strerror(rc ? rc : DM_ERR_NOMEM));
+		return;
+	}
+	reply_json(call, 200, json_pack("{s:I, s:I, s:o}", "from", (json_int_t)from, "to",
+					(json_int_t)to, "hashes", hashes));
+}
+
 struct route {
 	const char *pattern;
 	enum evhttp_cmd_type method;
 	unsigned roles;
 	void (*handler)(struct call *call, const char *param, size_t param_len);
+	const char *action; /* the audit entry's action; NULL: not audited */
 };
 
 static void route_health(struct call *call, const char *param, size_t len) { get_health(call); }
@@ -1026,25 +1258,36 @@ static void get_routes(struct call *call, const char *param, size_t len);
  *  - the route table itself is for the admin and the auditor, who checks
  *    who may do what. */
 static const struct route routes[] = {
-	{"/v1/health", EVHTTP_REQ_GET, ROUTE_OPEN, route_health},
-	{"/metrics", EVHTTP_REQ_GET, ADMIN | OPERATOR, route_metrics},
-	{"/v1/routes", EVHTTP_REQ_GET, ADMIN | AUDITOR, get_routes},
-	{"/v1/vehicles", EVHTTP_REQ_POST, ADMIN | OPERATOR, route_register},
-	{"/v1/vehicles/{vin}", EVHTTP_REQ_GET, ADMIN | OPERATOR | OFFICER | OWNER, get_vehicle},
-	{"/v1/vehicles/{vin}", EVHTTP_REQ_DELETE, OFFICER, delete_vehicle},
-	{"/v1/vehicles/{vin}/samples", EVHTTP_REQ_GET, OWNER, get_samples},
-	{"/v1/vehicles/{vin}/latest", EVHTTP_REQ_GET, OWNER, get_latest},
-	{"/v1/vehicles/{vin}/erasure-requests", EVHTTP_REQ_POST, OWNER, post_erasure_request},
-	{"/v1/erasure-requests", EVHTTP_REQ_GET, OFFICER, get_erasure_requests},
-	{"/v1/erasure-requests/{id}/approve", EVHTTP_REQ_POST, OFFICER, approve_request},
-	{"/v1/erasure-requests/{id}/reject", EVHTTP_REQ_POST, OFFICER, reject_request},
-	{"/v1/fleet/aggregate", EVHTTP_REQ_GET, ANALYST, get_fleet_aggregate},
+	{"/v1/health", EVHTTP_REQ_GET, ROUTE_OPEN, route_health, NULL},
+	{"/metrics", EVHTTP_REQ_GET, ADMIN | OPERATOR, route_metrics, NULL},
+	{"/v1/routes", EVHTTP_REQ_GET, ADMIN | AUDITOR, get_routes, NULL},
+	{"/v1/vehicles", EVHTTP_REQ_POST, ADMIN | OPERATOR, route_register, "vehicle.register"},
+	{"/v1/vehicles/{vin}", EVHTTP_REQ_GET, ADMIN | OPERATOR | OFFICER | OWNER, get_vehicle,
+	 "vehicle.get"},
+	{"/v1/vehicles/{vin}", EVHTTP_REQ_DELETE, OFFICER, delete_vehicle, "vehicle.erase"},
+	{"/v1/vehicles/{vin}/samples", EVHTTP_REQ_GET, OWNER, get_samples, "vehicle.samples"},
+	{"/v1/vehicles/{vin}/latest", EVHTTP_REQ_GET, OWNER, get_latest, "vehicle.latest"},
+	{"/v1/vehicles/{vin}/erasure-requests", EVHTTP_REQ_POST, OWNER, post_erasure_request,
+	 "erasure.request"},
+	{"/v1/erasure-requests", EVHTTP_REQ_GET, OFFICER, get_erasure_requests, "erasure.list"},
+	{"/v1/erasure-requests/{id}/approve", EVHTTP_REQ_POST, OFFICER, approve_request,
+	 "erasure.approve"},
+	{"/v1/erasure-requests/{id}/reject", EVHTTP_REQ_POST, OFFICER, reject_request,
+	 "erasure.reject"},
+	{"/v1/fleet/aggregate", EVHTTP_REQ_GET, ANALYST, get_fleet_aggregate, "fleet.aggregate"},
 	{"/v1/residency/report", EVHTTP_REQ_GET, ADMIN | OPERATOR | OFFICER | AUDITOR,
-	 get_residency_report},
-	{"/v1/keys/rotate", EVHTTP_REQ_POST, ADMIN | OPERATOR, post_kek_rotation},
-	{"/v1/principals", EVHTTP_REQ_POST, ADMIN, post_principal},
-	{"/v1/principals", EVHTTP_REQ_GET, ADMIN, get_principals},
-	{"/v1/principals/{name}", EVHTTP_REQ_DELETE, ADMIN, delete_principal},
+	 get_residency_report, "residency.report"},
+	{"/v1/keys/rotate", EVHTTP_REQ_POST, ADMIN | OPERATOR, post_kek_rotation, "keys.rotate"},
+	{"/v1/principals", EVHTTP_REQ_POST, ADMIN, post_principal, "principal.add"},
+	{"/v1/principals", EVHTTP_REQ_GET, ADMIN, get_principals, "principal.list"},
+	{"/v1/principals/{name}", EVHTTP_REQ_DELETE, ADMIN, delete_principal, "principal.remove"},
+	/* The audit log's own reads are not audited: an auditor paging through
+	 * it would otherwise make it grow under their feet. */
+	{"/v1/audit/checkpoint", EVHTTP_REQ_GET, AUDITOR, get_audit_checkpoint, NULL},
+	{"/v1/audit/key", EVHTTP_REQ_GET, AUDITOR, get_audit_key, NULL},
+	{"/v1/audit/entries", EVHTTP_REQ_GET, AUDITOR, get_audit_entries, NULL},
+	{"/v1/audit/proof/inclusion", EVHTTP_REQ_GET, AUDITOR, get_inclusion_proof, NULL},
+	{"/v1/audit/proof/consistency", EVHTTP_REQ_GET, AUDITOR, get_consistency_proof, NULL},
 };
 
 #undef ADMIN
@@ -1117,6 +1360,8 @@ static int authorize(struct call *call, const struct route *route, const char *p
 		return 0;
 	}
 	snprintf(call->who_name, sizeof call->who_name, "%s", who->name);
+	call->who_kind = "principal";
+	call->who_role = role_name(who->role);
 	if (!(route->roles & ROLE_BIT(who->role))) {
 		call->route = "forbidden";
 		reply_error(call, 403, "the role %s may not %s %s", role_name(who->role),
@@ -1154,6 +1399,13 @@ static void dispatch(struct call *call)
 			continue;
 		}
 		call->route = routes[i].pattern;
+		call->action = routes[i].action;
+		/* A VIN is named in the audit entry only when it is registered
+		 * here: whoever probes another jurisdiction's VIN must not make
+		 * this site write it down (promise 1). */
+		if (param && (!strstr(routes[i].pattern, "{vin}") ||
+			      fleet_by_vin(engine_fleet(call->api->opt.engine), param, param_len)))
+			snprintf(call->object, sizeof call->object, "%.*s", (int)param_len, param);
 		if (routes[i].roles != ROUTE_OPEN &&
 		    !authorize(call, &routes[i], param, param_len))
 			return;
@@ -1170,9 +1422,21 @@ static void dispatch(struct call *call)
 	reply_error(call, 404, "no such route");
 }
 
+/* A random 64-bit request id in hex: it ties an answer (X-Request-Id) to
+ * its audit entry. */
+static void request_id(char out[17])
+{
+	uint8_t bytes[8] = {0};
+	if (RAND_bytes(bytes, sizeof bytes) != 1)
+		ERR_clear_error(); /* zeros: the id is a label, not a secret */
+	for (int i = 0; i < 8; i++)
+		snprintf(out + 2 * i, 3, "%02x", bytes[i]);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct call call = {.api = arg, .req = req, .route = "unknown"};
+	request_id(call.request_id);
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
 	const char *raw_query = uri ? evhttp_uri_get_query(uri) : NULL;

@@ -36,6 +36,7 @@
 
 struct event_base;
 struct engine;
+struct audit_log;
 struct api;
 struct principals;
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
@@ -48,6 +49,10 @@ struct api_options {
 	/* The principals and their tokens, borrowed, outlive the api. NULL: the
 	 * admin's token is the only one. */
 	struct principals *principals;
+	/* The audit log (borrowed): every audited route's call is recorded
+	 * before its answer leaves, and a call that cannot be recorded is
+	 * answered 503 instead. NULL: no audit (tests of other parts). */
+	struct audit_log *audit;
 	size_t max_query_samples;    /* default 100000 */
 	/* Where a vehicle to be registered belongs: DM_OK with this site's id in
 	 * site, or DM_ERR_DENIED with a message for the caller saying where to

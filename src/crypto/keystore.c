@@ -47,8 +47,10 @@
 #include <unistd.h>
 
 #include "crypto/aead.h"
+#include "util/bytes.h"
 #include "util/alloc.h"
 #include "util/err.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #define DEK_AD_LABEL "domicile-dek-v1"
@@ -117,19 +119,6 @@ int keystore_drop(struct keystore *ks, uint32_t kek_id)
 	return ks->ops->drop(ks, kek_id);
 }
 
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 uint32_t keystore_blob_kek_id(const uint8_t blob[KEYSTORE_WRAPPED_LEN])
 {
 	return get_be32(blob + BLOB_KEK_ID);
@@ -189,35 +178,7 @@ static int old_kek_path(char out[PATH_CAP], const char *dir, uint32_t id)
 
 static int read_key_file(const char *path, struct kek *kek)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		int err = errno;
-		dm_error("%s: cannot open the key file: %s", path, strerror(err));
-		return err == ENOENT ? DM_ERR_NOT_FOUND : err == ELOOP ? DM_ERR_DENIED : DM_ERR_IO;
-	}
-	struct stat st;
-	int rc = DM_OK;
-	ssize_t got = 0;
-	if (fstat(fd, &st) != 0) {
-		dm_error("%s: cannot stat the key file: %s", path, strerror(errno));
-		rc = DM_ERR_IO;
-	} else if (!S_ISREG(st.st_mode)) {
-		dm_error("%s: a key file must be a regular file", path);
-		rc = DM_ERR_DENIED;
-	} else if ((st.st_mode & 077) != 0) {
-		dm_error("%s: mode %04o is too open for a key file; it must be 0600 (chmod 600)",
-		         path, (unsigned)(st.st_mode & 07777));
-		rc = DM_ERR_DENIED;
-	} else if (st.st_size != KEYSTORE_KEK_LEN) {
-		dm_error("%s: a key file is exactly %d bytes, this one has %lld", path,
-		         KEYSTORE_KEK_LEN, (long long)st.st_size);
-		rc = DM_ERR_INVALID;
-	} else if ((got = read(fd, kek->key, KEYSTORE_KEK_LEN)) != KEYSTORE_KEK_LEN) {
-		dm_error("%s: cannot read the key file: %s", path,
-		         got < 0 ? strerror(errno) : "short read");
-		rc = DM_ERR_IO;
-	}
-	close(fd);
+	int rc = dm_read_secret(path, "the key file", 0, kek->key, KEYSTORE_KEK_LEN);
 	if (rc == DM_OK)
 		rc = kek_id_of(kek->key, &kek->id);
 	if (rc == DM_OK && kek->id == 0) {
@@ -232,40 +193,7 @@ static int read_key_file(const char *path, struct kek *kek)
 /* Creates path with the key, mode 0600, fsynced. Never replaces a file. */
 static int write_key_file(const char *path, const uint8_t key[KEYSTORE_KEK_LEN])
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		int err = errno;
-		dm_error("%s: cannot create the key file: %s", path, strerror(err));
-		return err == EEXIST ? DM_ERR_EXISTS : DM_ERR_IO;
-	}
-	int rc = DM_OK;
-	/* fchmod: the umask may have cleared bits of 0600, never added any, but
-	 * a key the node itself cannot read back is no use either. */
-	if (fchmod(fd, 0600) != 0 || write(fd, key, KEYSTORE_KEK_LEN) != KEYSTORE_KEK_LEN ||
-	    fsync(fd) != 0) {
-		dm_error("%s: cannot write the key file: %s", path, strerror(errno));
-		rc = DM_ERR_IO;
-	}
-	if (close(fd) != 0 && rc == DM_OK) {
-		dm_error("%s: cannot write the key file: %s", path, strerror(errno));
-		rc = DM_ERR_IO;
-	}
-	if (rc != DM_OK)
-		unlink(path);
-	return rc;
-}
-
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = DM_OK;
-	if (fd < 0 || fsync(fd) != 0) {
-		dm_error("%s: cannot fsync the directory: %s", dir, strerror(errno));
-		rc = DM_ERR_IO;
-	}
-	if (fd >= 0)
-		close(fd);
-	return rc;
+	return dm_write_secret(path, "the key file", 0, key, KEYSTORE_KEK_LEN);
 }
 
 /* ---- the file backend ---- */
@@ -431,7 +359,7 @@ static int create_current(struct file_keystore *fks, const char *path)
 	if (rc == DM_OK)
 		rc = write_key_file(path, kek.key);
 	if (rc == DM_OK)
-		rc = fsync_dir(fks->dir);
+		rc = dm_fsync_dir(fks->dir);
 	if (rc == DM_OK) {
 		fks->current = kek;
 		dm_info("%s: made a new key-encryption key, id %08x", path, (unsigned)kek.id);
@@ -519,7 +447,7 @@ int keystore_file_rotate(struct keystore *ks, uint32_t *new_id)
 		}
 	}
 	if (rc == DM_OK)
-		rc = fsync_dir(fks->dir);
+		rc = dm_fsync_dir(fks->dir);
 	if (rc == DM_OK && rename(new_path, cur_path) != 0) {
 		dm_error("%s: cannot rename to %s: %s", new_path, cur_path, strerror(errno));
 		rc = DM_ERR_IO;
@@ -535,7 +463,7 @@ int keystore_file_rotate(struct keystore *ks, uint32_t *new_id)
 	fks->old[fks->n_old++] = fks->current;
 	fks->current = fresh;
 	OPENSSL_cleanse(&fresh, sizeof fresh);
-	rc = fsync_dir(fks->dir);
+	rc = dm_fsync_dir(fks->dir);
 	if (new_id)
 		*new_id = fks->current.id;
 	dm_info("%s: key-encryption key rotated to id %08x", cur_path, (unsigned)fks->current.id);
@@ -565,5 +493,5 @@ int keystore_file_drop(struct keystore *ks, uint32_t kek_id)
 	fks->old[index] = fks->old[fks->n_old - 1];
 	OPENSSL_cleanse(&fks->old[fks->n_old - 1], sizeof fks->old[0]);
 	fks->n_old--;
-	return fsync_dir(fks->dir);
+	return dm_fsync_dir(fks->dir);
 }

@@ -44,8 +44,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/bytes.h"
 #include "util/alloc.h"
 #include "util/err.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #define SUFFIX_NEW ".new"
@@ -82,19 +84,6 @@ struct pkcs11_keystore {
 static const struct keystore_ops pkcs11_ops;
 
 /* ---- small helpers ---- */
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 /* Translates a PKCS#11 result into the project's error space. */
 static int from_ckr(CK_RV rv)
@@ -211,29 +200,13 @@ static int check_options(const struct keystore_pkcs11_options *o)
 /* Reads the PIN file into pin (NUL-terminated, *len bytes). */
 static int read_pin_file(const char *path, char pin[KEYSTORE_PKCS11_PIN_MAX + 1], size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int err = errno;
-		dm_error("%s: cannot open the PIN file: %s", path, strerror(err));
-		return err == ENOENT ? DM_ERR_NOT_FOUND : err == EACCES ? DM_ERR_DENIED : DM_ERR_IO;
-	}
+	int fd;
+	int rc = dm_open_secret(path, "the PIN file", 0, &fd);
+	if (rc)
+		return rc;
 	/* Room for the longest PIN, "\r\n", and one byte to notice more. */
 	char raw[KEYSTORE_PKCS11_PIN_MAX + 3];
 	size_t used = 0;
-	struct stat st;
-	int rc = DM_OK;
-	if (fstat(fd, &st) != 0) {
-		dm_error("%s: cannot stat the PIN file: %s", path, strerror(errno));
-		rc = DM_ERR_IO;
-	} else if (!S_ISREG(st.st_mode)) {
-		dm_error("%s: a PIN file must be a regular file", path);
-		rc = DM_ERR_DENIED;
-	} else if ((st.st_mode & 077) != 0) {
-		dm_error("%s: mode %04o is too open for a PIN file; it must be 0600 or 0400 "
-		         "(chmod 600)",
-		         path, (unsigned)(st.st_mode & 07777));
-		rc = DM_ERR_DENIED;
-	}
 	while (rc == DM_OK && used < sizeof raw) {
 		ssize_t got = read(fd, raw + used, sizeof raw - used);
 		if (got < 0 && errno == EINTR)

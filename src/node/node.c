@@ -29,6 +29,7 @@
 
 #include "api/api.h"
 #include "api/principals.h"
+#include "audit/log.h"
 #include "crypto/tls.h"
 #include "crypto/keystore.h"
 #include "crypto/keystore_pkcs11.h"
@@ -46,6 +47,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/secret.h"
+#include "util/version.h"
 
 #define MQTT_RC_SESSION_TAKEN_OVER 0x8E
 
@@ -70,6 +72,7 @@ struct node {
 	struct event *sighup;
 	struct keystore *keystore; /* the jurisdiction's KEK; NULL with store_encryption off */
 	struct principals *principals; /* the API's callers and their roles */
+	struct audit_log *audit;       /* every access and change, signed checkpoints */
 };
 
 /* ---- MQTT hooks ---- */
@@ -96,6 +99,29 @@ static const char *claimed_home(const struct mqtt_connect_info *info, char home[
 	return NULL;
 }
 
+/* A connection refused or sent home: counted by reason, and recorded in
+ * the audit log under the only name the node may keep (a VIN registered
+ * here, a foreign vehicle's pseudonym, or none). A failed audit append is
+ * logged by the audit log; the connection is refused either way. */
+static void connection_refused(struct node *node, const char *reason, const char *who,
+			       const char *outcome, uint8_t code)
+{
+	node_metrics_refused_connection(&node->metrics, reason);
+	if (!node->audit)
+		return;
+	json_t *params = json_pack("{s:s}", "reason", reason);
+	struct audit_entry e = {
+		.who_kind = "vehicle",
+		.who = who,
+		.action = "mqtt.connect",
+		.params = params,
+		.outcome = outcome,
+		.status = code,
+	};
+	audit_log_append(node->audit, &e);
+	json_decref(params);
+}
+
 /* A vehicle not registered here: sent to its home site, or refused. Either
  * way it is named only by its pseudonym (promise 1: a foreign VIN is never
  * written here, not even to the log). */
@@ -113,7 +139,7 @@ static void send_away(struct node *node, const char *home, const char *name, siz
 		decision->reason = MQTT_RC_SERVER_MOVED;
 		decision->server_reference = site->mqtt_url;
 		foreign_tally_count(&node->foreign, home, 1);
-		node_metrics_refused_connection(&node->metrics, "redirected_home");
+		connection_refused(node, "redirected_home", alias, "redirected", decision->reason);
 		dm_info("mqtt: vehicle %s (home %s) sent to its home site %s", alias, home,
 			site->id);
 	} else {
@@ -121,7 +147,7 @@ static void send_away(struct node *node, const char *home, const char *name, siz
 		 * send its data here. */
 		decision->reason = MQTT_RC_NOT_AUTHORIZED;
 		foreign_tally_count(&node->foreign, home, 0);
-		node_metrics_refused_connection(&node->metrics, "unknown_vehicle");
+		connection_refused(node, "unknown_vehicle", alias, "refused", decision->reason);
 		dm_info("mqtt: vehicle %s (home %s) is not registered here: refused", alias,
 			home ? home : "not given");
 	}
@@ -135,7 +161,7 @@ static void admit(struct node *node, struct fleet_vehicle *vehicle,
 {
 	if (vehicle->record.erased_ms) {
 		decision->reason = MQTT_RC_NOT_AUTHORIZED;
-		node_metrics_refused_connection(&node->metrics, "erased");
+		connection_refused(node, "erased", vehicle->record.vin, "refused", decision->reason);
 		dm_info("mqtt: %s: vehicle %s was erased: refused", info->peer, vehicle->record.vin);
 		return;
 	}
@@ -164,7 +190,7 @@ static void on_connect_cert(struct node *node, const struct mqtt_connect_info *i
 	const char *name = ours ? vin : alias;
 	if (!bytes_equal(info->client_id, info->client_id_len, vin)) {
 		decision->reason = MQTT_RC_CLIENT_ID_INVALID;
-		node_metrics_refused_connection(&node->metrics, "client_id_not_vin");
+		connection_refused(node, "client_id_not_vin", name, "refused", decision->reason);
 		dm_info("mqtt: %s: client id is not the VIN of its certificate (vehicle %s, home "
 			"%s): refused",
 			info->peer, name, home);
@@ -172,7 +198,7 @@ static void on_connect_cert(struct node *node, const struct mqtt_connect_info *i
 	}
 	if (info->username && !bytes_equal(info->username, info->username_len, vin)) {
 		decision->reason = MQTT_RC_BAD_CREDENTIALS;
-		node_metrics_refused_connection(&node->metrics, "username_not_vin");
+		connection_refused(node, "username_not_vin", name, "refused", decision->reason);
 		dm_info("mqtt: %s: user name is not the VIN of its certificate (vehicle %s, home "
 			"%s): refused",
 			info->peer, name, home);
@@ -201,7 +227,7 @@ static void on_connect(void *arg, const struct mqtt_connect_info *info,
 		return;
 	}
 	if (!info->username || !info->password) {
-		node_metrics_refused_connection(&node->metrics, "no_credentials");
+		connection_refused(node, "no_credentials", NULL, "refused", decision->reason);
 		return;
 	}
 	struct fleet_vehicle *vehicle =
@@ -215,12 +241,14 @@ static void on_connect(void *arg, const struct mqtt_connect_info *info,
 	if (secret_verify((const char *)info->password, info->password_len,
 			  vehicle->record.secret_hash) != DM_OK) {
 		dm_warn("mqtt: wrong secret for vehicle %s from %s", vehicle->record.vin, info->peer);
-		node_metrics_refused_connection(&node->metrics, "bad_secret");
+		connection_refused(node, "bad_secret", vehicle->record.vin, "refused",
+				   decision->reason);
 		return;
 	}
 	if (!bytes_equal(info->client_id, info->client_id_len, vehicle->record.vin)) {
 		decision->reason = MQTT_RC_CLIENT_ID_INVALID;
-		node_metrics_refused_connection(&node->metrics, "client_id_not_vin");
+		connection_refused(node, "client_id_not_vin", vehicle->record.vin, "refused",
+				   decision->reason);
 		return;
 	}
 	admit(node, vehicle, info, decision);
@@ -585,6 +613,22 @@ static int open_keystore(struct node *node)
 	return keystore_file_open(c->data_dir, &node->keystore);
 }
 
+/* The node's own start and stop, in the audit log. */
+static int audit_node_event(struct node *node, const char *action)
+{
+	json_t *params = json_pack("{s:s, s:s}", "jurisdiction", node->config.jurisdiction,
+				   "version", DM_VERSION);
+	struct audit_entry e = {
+		.who_kind = "node",
+		.action = action,
+		.params = params,
+		.outcome = "ok",
+	};
+	int rc = audit_log_append(node->audit, &e);
+	json_decref(params);
+	return rc;
+}
+
 static void node_stop(struct node *node)
 {
 	/* Order matters: the log's last acks go out while the MQTT server
@@ -596,6 +640,8 @@ static void node_stop(struct node *node)
 	node->engine = NULL;
 	keystore_free(node->keystore);
 	node->keystore = NULL;
+	audit_log_close(node->audit); /* a last checkpoint */
+	node->audit = NULL;
 	/* One pass of the loop writes those acks out; hooks see no engine now
 	 * and refuse anything new. */
 	if (node->base)
@@ -710,12 +756,22 @@ int node_main(int argc, char **argv)
 	if (rc == DM_OK)
 		rc = principals_open(engine_db(node.engine), node.admin_hash, &node.principals);
 	if (rc == DM_OK) {
+		struct audit_log_options lo = {
+			.data_dir = node.config.data_dir,
+			.site = node.config.site,
+			.checkpoint_entries = node.config.audit_checkpoint_entries,
+			.checkpoint_seconds = node.config.audit_checkpoint_seconds,
+		};
+		rc = audit_log_open(node.base, &lo, &node.audit);
+	}
+	if (rc == DM_OK) {
 		struct api_options ao = {
 			.engine = node.engine,
 			.jurisdiction = node.config.jurisdiction,
 			.site = node.config.site,
 			.admin_token_hash = node.admin_hash,
 			.principals = node.principals,
+			.audit = node.audit,
 			.render_metrics = render_metrics,
 			.residency_report = residency_report,
 			.home_site = home_site,
@@ -750,7 +806,12 @@ int node_main(int argc, char **argv)
 			node.config.jurisdiction, node.config.site, mqtt_ports, mqtts_ports,
 			api_port(node.api), node.api_tls ? " (https)" : "",
 			fleet_count(engine_fleet(node.engine)));
-		event_base_dispatch(node.base);
+		rc = audit_node_event(&node, "node.start");
+		if (rc == DM_OK)
+			event_base_dispatch(node.base);
+	}
+	if (rc == DM_OK) {
+		audit_node_event(&node, "node.stop");
 	} else {
 		dm_error("node failed to start: %s", dm_strerror(rc));
 	}

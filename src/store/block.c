@@ -115,6 +115,7 @@
 #include "crypto/keyring.h"
 #include "crypto/vehicle_key.h"
 #include "ingest/catalog.h"
+#include "util/bytes.h"
 #include "util/alloc.h"
 #include "util/cursor.h"
 #include "util/crc32c.h"
@@ -139,27 +140,7 @@ enum vals_encoding {
 	VALS_STRINGS = 5,
 };
 
-
 /* ---- small helpers ---- */
-
-static void put_be32_at(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put_be64_at(uint8_t *p, uint64_t v)
-{
-	put_be32_at(p, (uint32_t)(v >> 32));
-	put_be32_at(p + 4, (uint32_t)v);
-}
-
-static uint32_t be32_at(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* Two's complement without relying on implementation-defined conversions. */
 static int64_t to_i64(uint64_t u)
@@ -434,11 +415,11 @@ static size_t put_body(const struct block_column *column, uint8_t *raw, size_t r
 	struct seq s = {(uint64_t)column->ts[0], 0, 2};
 	for (size_t k = 0; k < column->count; k++)
 		put_varint(&w, seq_step(&s, (uint64_t)column->ts[k]));
-	put_be32_at(raw, (uint32_t)(w.pos - 4));
+	put_be32(raw, (uint32_t)(w.pos - 4));
 	size_t vals_at = w.pos;
 	w.pos += 4;
 	put_values(&w, column, scratch);
-	put_be32_at(raw + vals_at, (uint32_t)(w.pos - vals_at - 4));
+	put_be32(raw + vals_at, (uint32_t)(w.pos - vals_at - 4));
 	return w.pos;
 }
 
@@ -496,15 +477,15 @@ int block_encode(const struct block_column *column, const struct block_seal *sea
 	block[4] = BLOCK_VERSION;
 	block[5] = column->type;
 	block[6] = block[7] = 0;
-	put_be32_at(block + 8, (uint32_t)column->count);
-	put_be64_at(block + 12, (uint64_t)column->ts[0]);
-	put_be64_at(block + 20, (uint64_t)column->ts[column->count - 1]);
-	put_be32_at(block + 28, seal ? seal->vehicle_id : 0);
+	put_be32(block + 8, (uint32_t)column->count);
+	put_be64(block + 12, (uint64_t)column->ts[0]);
+	put_be64(block + 20, (uint64_t)column->ts[column->count - 1]);
+	put_be32(block + 28, seal ? seal->vehicle_id : 0);
 	memset(block + 32, 0, BLOCK_NONCE_LEN);
 	if (seal && (rc = keyring_nonce(seal->ring, seal->vehicle_id, block + 32)) != DM_OK)
 		goto done;
-	put_be32_at(block + 44, (uint32_t)body_len);
-	put_be32_at(block + HEADER_CRC_AT, crc32c(0, block, HEADER_CRC_AT));
+	put_be32(block + 44, (uint32_t)body_len);
+	put_be32(block + HEADER_CRC_AT, crc32c(0, block, HEADER_CRC_AT));
 	size_t tag_len = 0;
 	if (seal) {
 		uint8_t ad[BLOCK_AD_MAX + BLOCK_HEADER_LEN];
@@ -519,7 +500,7 @@ int block_encode(const struct block_column *column, const struct block_seal *sea
 		tag_len = BLOCK_TAG_LEN;
 	}
 	size_t crc_at = BLOCK_HEADER_LEN + body_len + tag_len;
-	put_be32_at(block + crc_at, crc32c(0, block, crc_at));
+	put_be32(block + crc_at, crc32c(0, block, crc_at));
 	out->len += crc_at + TRAILER_LEN;
 done:
 	ZSTD_freeCCtx(cctx);
@@ -700,7 +681,7 @@ static int read_header(const uint8_t *bytes, size_t len, struct block_info *info
 {
 	if (len < BLOCK_HEADER_LEN || memcmp(bytes, BLOCK_MAGIC, 4) != 0)
 		return DM_ERR_MALFORMED;
-	if (crc32c(0, bytes, HEADER_CRC_AT) != be32_at(bytes + HEADER_CRC_AT))
+	if (crc32c(0, bytes, HEADER_CRC_AT) != get_be32(bytes + HEADER_CRC_AT))
 		return DM_ERR_MALFORMED;
 	struct dm_cursor cur = dm_cursor_make(bytes + 4, HEADER_CRC_AT - 4);
 	uint16_t flags;
@@ -831,7 +812,7 @@ int block_decode(const uint8_t *bytes, size_t len, const struct block_seal *seal
 	size_t tag_len = out->info.key_id ? BLOCK_TAG_LEN : 0;
 	size_t crc_at = BLOCK_HEADER_LEN + (size_t)body_len + tag_len;
 	if (len != crc_at + TRAILER_LEN ||
-	    crc32c(0, bytes, crc_at) != be32_at(bytes + crc_at)) {
+	    crc32c(0, bytes, crc_at) != get_be32(bytes + crc_at)) {
 		rc = DM_ERR_MALFORMED;
 		goto fail;
 	}

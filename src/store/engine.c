@@ -87,6 +87,7 @@
 #include "store/memtable.h"
 #include "store/wal.h"
 #include "util/alloc.h"
+#include "util/bytes.h"
 #include "util/clock.h"
 #include "util/cursor.h"
 #include "util/err.h"
@@ -310,8 +311,7 @@ static void record_ad(const uint8_t *header, uint8_t ad[RECORD_AD_LEN])
 static int seal_record(struct engine *engine, struct dm_buf *rec, const uint8_t *payload,
 		       size_t len)
 {
-	uint32_t vehicle_id = (uint32_t)rec->data[2] << 24 | (uint32_t)rec->data[3] << 16 |
-			      (uint32_t)rec->data[4] << 8 | rec->data[5];
+	uint32_t vehicle_id = get_be32(rec->data + 2);
 	uint8_t ad[RECORD_AD_LEN];
 	record_ad(rec->data, ad);
 	uint8_t *nonce = rec->data + RECORD_HEADER;

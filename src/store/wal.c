@@ -99,12 +99,14 @@
 
 #include <event2/event.h>
 
+#include "util/bytes.h"
 #include "util/alloc.h"
 #include "util/crc32c.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/cursor.h"
 #include "util/err.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #define SEGMENT_MAGIC "DMWALSEG"
@@ -162,16 +164,7 @@ struct wal {
 	atomic_size_t pending_bytes;
 };
 
-
 /* ---- encoding ---------------------------------------------------------- */
-
-static void put_be32(uint8_t *out, uint32_t value)
-{
-	out[0] = (uint8_t)(value >> 24);
-	out[1] = (uint8_t)(value >> 16);
-	out[2] = (uint8_t)(value >> 8);
-	out[3] = (uint8_t)value;
-}
 
 void wal_encode_segment_header(uint64_t segment, uint8_t out[WAL_SEGMENT_HEADER_SIZE])
 {
@@ -277,19 +270,9 @@ static int sync_dir(struct wal *wal, const char *why)
  * all, with it (invariant 1). */
 static int sync_parent(const struct wal_io *io, const char *dir)
 {
-	char *parent = dm_strdup(dir);
+	char *parent = dm_parent_dir(dir);
 	if (!parent)
 		return DM_ERR_NOMEM;
-	size_t len = strlen(parent);
-	while (len > 1 && parent[len - 1] == '/')
-		parent[--len] = '\0';
-	char *slash = strrchr(parent, '/');
-	if (!slash)
-		strcpy(parent, ".");
-	else if (slash == parent)
-		parent[1] = '\0';
-	else
-		*slash = '\0';
 	int rc = DM_OK;
 	int fd = io->open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0 || io->fsync(fd) != 0) {

@@ -94,6 +94,8 @@ static const struct key_spec keys[] = {
 	{"pkcs11_key", VALUE_LABEL, 0, FIELD(pkcs11_key), 0, 0},
 	{"pkcs11_pin_file", VALUE_PATH, 0, FIELD(pkcs11_pin_file), 0, 0},
 	{"store_encryption", VALUE_SWITCH, 0, FIELD(store_encryption), 0, 0},
+	{"audit_checkpoint_entries", VALUE_SIZE, 0, FIELD(audit_checkpoint_entries), 1, 100000000},
+	{"audit_checkpoint_seconds", VALUE_UNSIGNED, 0, FIELD(audit_checkpoint_seconds), 1, 86400},
 };
 
 #define KEY_COUNT (sizeof keys / sizeof keys[0])
@@ -119,6 +121,8 @@ void node_config_defaults(struct node_config *config)
 	config->max_future_ms = 300000;
 	config->keystore = NODE_KEYSTORE_FILE;
 	config->store_encryption = 1;
+	config->audit_checkpoint_entries = 1000;
+	config->audit_checkpoint_seconds = 60;
 }
 
 /* Reports a problem of the current line; returns DM_ERR_INVALID so that

@@ -74,6 +74,8 @@ struct node_config {
 	char pkcs11_key[65];          /* the KEK's CKA_LABEL */
 	char pkcs11_pin_file[PATH_MAX]; /* the user PIN, one line */
 	int store_encryption;         /* 1 (default): blocks and log records are sealed */
+	size_t audit_checkpoint_entries;   /* sign a checkpoint every N entries, default 1000 */
+	unsigned audit_checkpoint_seconds; /* or every T seconds, default 60 */
 };
 
 enum node_keystore { NODE_KEYSTORE_FILE = 0, NODE_KEYSTORE_PKCS11 = 1 };

@@ -69,6 +69,11 @@ ROWS=(
 	"POST /v1/principals|admin|/v1/principals|{\"name\": \"walk1\", \"role\": \"auditor\"}"
 	"GET /v1/principals|admin|/v1/principals|"
 	"DELETE /v1/principals/{name}|admin|/v1/principals/walk1|"
+	"GET /v1/audit/checkpoint|auditor|/v1/audit/checkpoint|"
+	"GET /v1/audit/key|auditor|/v1/audit/key|"
+	"GET /v1/audit/entries|auditor|/v1/audit/entries?start=0&end=1|"
+	"GET /v1/audit/proof/inclusion|auditor|/v1/audit/proof/inclusion?index=0&size=1|"
+	"GET /v1/audit/proof/consistency|auditor|/v1/audit/proof/consistency?from=1&to=1|"
 )
 
 # 1. The node's table and this one name the same routes with the same roles.

@@ -1,0 +1,156 @@
+/*
+ * log.c — the node's audit log: durable appends and signed checkpoints
+ * (log.h has the user's view).
+ *
+ * Invariants:
+ *  1. checkpoint holds a checkpoint signed for checkpoint_size entries,
+ *     which is never above the store's size.
+ *  2. A checkpoint is signed when checkpoint_entries entries came since the
+ *     last one (in append), when the timer finds any entry since the last
+ *     one, at open and at close; never twice for one size in a row.
+ */
+#include "audit/log.h"
+
+#include <event2/event.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "audit/checkpoint.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#define DEFAULT_CHECKPOINT_ENTRIES 1000
+#define DEFAULT_CHECKPOINT_SECONDS 60
+
+struct audit_log {
+	struct audit_store *store;
+	struct audit_key *key;
+	char site[64];
+	char origin[AUDIT_KEY_NAME_MAX + 8]; /* name + "/audit" */
+	uint64_t every_entries;
+	struct event *timer;
+	struct dm_buf checkpoint; /* invariant 1 */
+	uint64_t checkpoint_size;
+	int have_checkpoint;
+};
+
+/* Signs a checkpoint of the log as it is now. */
+static int sign_checkpoint(struct audit_log *log)
+{
+	uint64_t size = audit_store_size(log->store);
+	uint8_t root[MERKLE_HASH_LEN];
+	struct dm_buf text = {0};
+	int rc = audit_store_root(log->store, size, root);
+	if (rc == DM_OK)
+		rc = audit_checkpoint_sign(log->key, log->origin, size, root, dm_now_ms(), &text);
+	if (rc) {
+		dm_error("audit: cannot sign a checkpoint of %llu entries: %s",
+			 (unsigned long long)size, dm_strerror(rc));
+		dm_buf_free(&text);
+		return rc;
+	}
+	dm_buf_free(&log->checkpoint);
+	log->checkpoint = text;
+	log->checkpoint_size = size;
+	log->have_checkpoint = 1;
+	return DM_OK;
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct audit_log *log = arg;
+	if (audit_store_size(log->store) != log->checkpoint_size)
+		sign_checkpoint(log);
+}
+
+int audit_log_open(struct event_base *base, const struct audit_log_options *options,
+		   struct audit_log **out)
+{
+	*out = NULL;
+	struct audit_log *log = dm_calloc(1, sizeof *log);
+	if (!log)
+		return DM_ERR_NOMEM;
+	snprintf(log->site, sizeof log->site, "%s", options->site);
+	char name[AUDIT_KEY_NAME_MAX + 1], path[PATH_MAX];
+	snprintf(name, sizeof name, "domicile-%s", options->site);
+	snprintf(log->origin, sizeof log->origin, "%s/audit", name);
+	log->every_entries =
+		options->checkpoint_entries ? options->checkpoint_entries : DEFAULT_CHECKPOINT_ENTRIES;
+	unsigned seconds =
+		options->checkpoint_seconds ? options->checkpoint_seconds : DEFAULT_CHECKPOINT_SECONDS;
+
+	snprintf(path, sizeof path, "%s/audit", options->data_dir);
+	int rc = audit_store_open(path, NULL, &log->store);
+	if (rc == DM_OK) {
+		snprintf(path, sizeof path, "%s/audit.key", options->data_dir);
+		rc = audit_key_load_or_create(path, name, &log->key);
+	}
+	if (rc == DM_OK)
+		rc = sign_checkpoint(log);
+	if (rc == DM_OK) {
+		log->timer = event_new(base, -1, EV_PERSIST, on_timer, log);
+		struct timeval every = {(time_t)seconds, 0};
+		rc = log->timer && event_add(log->timer, &every) == 0 ? DM_OK : DM_ERR_NOMEM;
+	}
+	if (rc) {
+		dm_error("audit: the log in %s/audit cannot be opened: %s", options->data_dir,
+			 dm_strerror(rc));
+		audit_log_close(log);
+		return rc;
+	}
+	*out = log;
+	return DM_OK;
+}
+
+void audit_log_close(struct audit_log *log)
+{
+	if (!log)
+		return;
+	if (log->store && log->key && audit_store_size(log->store) != log->checkpoint_size)
+		sign_checkpoint(log);
+	if (log->timer)
+		event_free(log->timer);
+	audit_store_close(log->store);
+	audit_key_free(log->key);
+	dm_buf_free(&log->checkpoint);
+	dm_free(log);
+}
+
+int audit_log_append(struct audit_log *log, struct audit_entry *e)
+{
+	struct dm_buf bytes = {0};
+	e->index = audit_store_size(log->store);
+	e->site = log->site;
+	if (!e->time_ms)
+		e->time_ms = dm_now_ms();
+	int rc = audit_entry_encode(e, &bytes);
+	uint64_t index = 0;
+	if (rc == DM_OK)
+		rc = audit_store_append(log->store, bytes.data, bytes.len, &index);
+	dm_buf_free(&bytes);
+	if (rc) {
+		dm_error("audit: %s by %s not recorded: %s", e->action, e->who ? e->who : e->who_kind,
+			 dm_strerror(rc));
+		return rc;
+	}
+	if (audit_store_size(log->store) - log->checkpoint_size >= log->every_entries)
+		sign_checkpoint(log);
+	return DM_OK;
+}
+
+int audit_log_checkpoint(struct audit_log *log, struct dm_buf *out)
+{
+	if (!log->have_checkpoint && sign_checkpoint(log) != DM_OK)
+		return DM_ERR_STATE;
+	return dm_buf_append(out, log->checkpoint.data, log->checkpoint.len);
+}
+
+int audit_log_verifier_key(struct audit_log *log, struct dm_buf *out)
+{
+	return audit_verifier_format(audit_key_verifier(log->key), out);
+}
+
+struct audit_store *audit_log_store(struct audit_log *log) { return log->store; }

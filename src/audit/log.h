@@ -1,0 +1,65 @@
+/*
+ * log.h — the node's audit log: entries appended durably (audit/store), and
+ * checkpoints signed with the site's Ed25519 key (audit/checkpoint) every N
+ * entries or T seconds, whichever comes first (promise 4 of DESIGN.md).
+ *
+ * Files, in data_dir:
+ *   audit/             the entries and their Merkle tree (audit/store.h)
+ *   audit.key          the site's Ed25519 signing key, mode 0600, made at
+ *                      first start
+ * The latest checkpoint lives in memory; a new one is signed at every start,
+ * so nothing on disk needs to be trusted for it (auditors keep the ones
+ * they were handed).
+ *
+ * The key is named "domicile-<site>" and the log's origin is
+ * "domicile-<site>/audit"; GET /v1/audit/key hands out the verifier key an
+ * auditor checks checkpoints with.
+ *
+ * Everything runs on the event loop; an append blocks until the entry is
+ * on disk, so the action it records can return its result after it.
+ */
+#ifndef DM_AUDIT_LOG_H
+#define DM_AUDIT_LOG_H
+
+#include <stdint.h>
+
+#include "audit/entry.h"
+#include "audit/store.h"
+#include "util/buf.h"
+
+struct event_base;
+struct audit_log;
+
+struct audit_log_options {
+	const char *data_dir;
+	const char *site;
+	uint64_t checkpoint_entries; /* N; 0: 1000 */
+	unsigned checkpoint_seconds; /* T; 0: 60 */
+};
+
+/* Opens (or creates) the log and the key, and signs a checkpoint of the
+ * log as it is. Errors are logged and returned (the node does not start
+ * without its audit log). */
+int audit_log_open(struct event_base *base, const struct audit_log_options *options,
+		   struct audit_log **out);
+
+/* Signs a last checkpoint if entries came since the previous one, and
+ * frees everything. Accepts NULL. */
+void audit_log_close(struct audit_log *log);
+
+/* Appends e, setting its index, site and (when 0) time, durably; signs a
+ * checkpoint when N entries came since the last one. Returns DM_OK, or what
+ * audit_store_append or audit_entry_encode returned: then nothing was
+ * recorded and the caller must not report the action as done. */
+int audit_log_append(struct audit_log *log, struct audit_entry *e);
+
+/* The latest signed checkpoint, appended to out. */
+int audit_log_checkpoint(struct audit_log *log, struct dm_buf *out);
+
+/* The verifier key, "<name>+<key id>+<base64>", appended to out. */
+int audit_log_verifier_key(struct audit_log *log, struct dm_buf *out);
+
+/* The store, for entries and proofs (borrowed). */
+struct audit_store *audit_log_store(struct audit_log *log);
+
+#endif

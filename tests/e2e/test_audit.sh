@@ -1,0 +1,139 @@
+#!/bin/bash
+# The audit log end to end: after a scenario (principals made, vehicles
+# registered and sending, a fleet aggregate as analyst, samples as owner, a
+# refused foreign vehicle, an erasure asked and approved) the log holds
+# exactly the expected entries in order, without a sample value, a token or
+# the foreign VIN; `domicile audit verify` accepts the export against the
+# site's key, the latest checkpoint and an older one the auditor kept, and
+# an inclusion proof from the API checks offline. A deleted entry and a
+# changed byte are caught and placed.
+. "$(dirname "$0")/lib.sh"
+write_config cn
+echo "audit_checkpoint_seconds 1" >>"$WORK/cn.conf"
+start_node cn
+
+principal() {
+	local out extra=""
+	[ -n "${3:-}" ] && extra=", \"vins\": $3"
+	out=$(api POST /v1/principals "{\"name\": \"$1\", \"role\": \"$2\"$extra}")
+	expect_status 201 "$out"
+	body "$out" | jq -er .token || fail "no token for $1"
+}
+VIN4=LSVAU2185N2100001
+ANALYST=$(principal an1 analyst) || exit 1
+AUDITOR=$(principal au1 auditor) || exit 1
+OFFICER=$(principal po1 privacy_officer) || exit 1
+declare -A SECRETS
+for vin in "$VIN1" "$VIN2" "$VIN4"; do
+	register "$vin"
+	SECRETS[$vin]=$SECRET
+done
+OWNER=$(principal ow1 owner "[\"$VIN1\"]") || exit 1
+
+# as TOKEN METHOD PATH: sets STATUS and OUT.
+as() {
+	STATUS=$(curl -sS -o "$WORK/out" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" \
+		"http://127.0.0.1:$API_PORT$3")
+	OUT=$(cat "$WORK/out")
+}
+
+# The auditor keeps the checkpoint handed out now, as a trusted old one.
+wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx 8" ||
+	fail "no checkpoint of the first 8 entries"
+as "$AUDITOR" GET /v1/audit/checkpoint
+cp "$WORK/out" "$WORK/old.ckpt"
+
+T=$(( ($(now_ms) - 60000) / 1000 * 1000 ))
+value=50
+for vin in "$VIN1" "$VIN2" "$VIN4"; do
+	publish "$vin" "${SECRETS[$vin]}" "{\"seq\": 1, \"samples\": [
+	  {\"ts\": $((T + 1)), \"signal\": \"Vehicle.Speed\", \"value\": $value.25}]}" || fail "publish: $PUB_OUT"
+	value=$((value + 1))
+done
+as "$ANALYST" GET "/v1/fleet/aggregate?signal=Vehicle.Speed&from=$T&to=$((T + 1000))&fn=avg&step=1000"
+[ "$STATUS" = 200 ] || fail "aggregate: $STATUS $OUT"
+as "$OWNER" GET "/v1/vehicles/$VIN1/samples?signal=Vehicle.Speed"
+[ "$STATUS" = 200 ] || fail "owner read: $STATUS $OUT"
+FOREIGN=WVWZZZ1JZXW000001
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -V 5 -q 1 -i "$FOREIGN" -u "$FOREIGN" -P x \
+	-t "v/$FOREIGN/telemetry" -m '{}' >/dev/null 2>&1 && fail "a foreign vehicle was accepted"
+as "$OWNER" POST "/v1/vehicles/$VIN1/erasure-requests"
+[ "$STATUS" = 202 ] || fail "erasure request: $STATUS $OUT"
+ID=$(jq -r .id <<<"$OUT")
+as "$OFFICER" POST "/v1/erasure-requests/$ID/approve"
+[ "$STATUS" = 200 ] || fail "approval: $STATUS $OUT"
+
+# Export: the entries, the key and a checkpoint that covers them all.
+want="node.start principal.add principal.add principal.add vehicle.register vehicle.register
+vehicle.register principal.add fleet.aggregate vehicle.samples mqtt.connect erasure.request
+erasure.approve"
+count=$(wc -w <<<"$want")
+wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx $count" ||
+	fail "no checkpoint of $count entries"
+as "$AUDITOR" GET /v1/audit/checkpoint
+cp "$WORK/out" "$WORK/latest.ckpt"
+as "$AUDITOR" GET /v1/audit/key
+cp "$WORK/out" "$WORK/key"
+as "$AUDITOR" GET "/v1/audit/entries?start=0&end=$count"
+[ "$STATUS" = 200 ] || fail "entries: $STATUS $OUT"
+cp "$WORK/out" "$WORK/entries.json"
+jq -r '.entries[]' "$WORK/entries.json" | while read -r e; do base64 -d <<<"$e"; echo; done >"$WORK/entries.txt"
+
+# Exactly the expected entries, in order, each naming its own place.
+got=$(jq -r .action "$WORK/entries.txt" | paste -sd' ')
+[ "$got" = "$(echo $want)" ] || fail "entries: got '$got', want '$(echo $want)'"
+[ "$(jq -r .index "$WORK/entries.txt" | paste -sd' ')" = "$(seq 0 $((count - 1)) | paste -sd' ')" ] ||
+	fail "indexes: $(jq -c .index "$WORK/entries.txt" | paste -sd' ')"
+# entry ACTION CONDITION: the one entry of ACTION meets the jq CONDITION.
+entry() {
+	jq -c --arg a "$1" 'select(.action == $a)' "$WORK/entries.txt" | jq -e "$2" >/dev/null ||
+		fail "the $1 entry: $(grep "\"$1\"" "$WORK/entries.txt")"
+}
+entry vehicle.samples '.who == {"kind": "principal", "name": "ow1", "role": "owner"} and .object == "'"$VIN1"'" and .params.signal == "Vehicle.Speed" and .outcome == "ok"'
+entry erasure.approve '.who.name == "po1" and .status == 200 and .outcome == "ok"'
+entry mqtt.connect '.outcome == "refused" and .who.kind == "vehicle" and (.who.name | length) > 0'
+entry fleet.aggregate '.who.role == "analyst" and .params.fn == "avg"'
+# Nothing that must not be there: sample values, tokens, the foreign VIN.
+for secret in 50.25 51.25 52.25 "$FOREIGN" "${ANALYST#*.}" "${OWNER#*.}" "$TOKEN" "${SECRETS[$VIN1]}"; do
+	grep -qF -- "$secret" "$WORK/entries.txt" && fail "the audit log holds '$secret'"
+done
+
+# The auditor's offline check: every signature, the tree, the old checkpoint.
+verify() { "$DOMICILE" audit verify --key-file "$WORK/key" --checkpoint "$WORK/latest.ckpt" \
+	--trusted "$WORK/old.ckpt" "$@" >"$WORK/verify.out" 2>&1; }
+verify "$WORK/entries.json" || fail "audit verify: $(cat "$WORK/verify.out")"
+grep -q "^OK" "$WORK/verify.out" || fail "audit verify said: $(cat "$WORK/verify.out")"
+
+# One entry's inclusion proof, from the API, checked offline.
+as "$AUDITOR" GET "/v1/audit/proof/inclusion?index=9&size=$count"
+cp "$WORK/out" "$WORK/proof.json"
+"$DOMICILE" audit verify-inclusion --key-file "$WORK/key" --checkpoint "$WORK/latest.ckpt" \
+	--proof "$WORK/proof.json" --entry "$(jq -r '.entries[9]' "$WORK/entries.json")" >"$WORK/incl.out" 2>&1 ||
+	fail "inclusion proof: $(cat "$WORK/incl.out")"
+
+# Entry 9 deleted: named. Entry 9 with one byte changed: placed.
+jq '.entries |= del(.[9])' "$WORK/entries.json" >"$WORK/deleted.json"
+verify "$WORK/deleted.json" && fail "a deleted entry was not noticed"
+grep -q "^entry 9: missing" "$WORK/verify.out" || fail "deletion: $(cat "$WORK/verify.out")"
+changed=$(jq -r '.entries[9]' "$WORK/entries.json" | base64 -d | sed 's/"status":200/"status":201/' | base64 -w0)
+jq --arg e "$changed" '.entries[9] = $e' "$WORK/entries.json" >"$WORK/changed.json"
+verify "$WORK/changed.json" && fail "a changed entry was not noticed"
+grep -Eq "^entr(y 9|ies [0-9]+ to [0-9]+):" "$WORK/verify.out" || fail "change: $(cat "$WORK/verify.out")"
+as "$AUDITOR" GET "/v1/audit/proof/inclusion?index=8&size=$count"
+printf '{"index": 8, "size": %s, "hashes": %s}' "$count" "$(jq -c .hashes <<<"$OUT")" >"$WORK/proof8.json"
+verify --proofs "$WORK/proof8.json" "$WORK/changed.json" && fail "a changed entry was not noticed"
+grep -q "^entry 9: changed" "$WORK/verify.out" || fail "change with a proof: $(cat "$WORK/verify.out")"
+
+# A restart adds node.stop and node.start, and the log still verifies.
+stop_node TERM
+start_node cn
+wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx $((count + 2))" ||
+	fail "no checkpoint after the restart"
+as "$AUDITOR" GET /v1/audit/checkpoint
+cp "$WORK/out" "$WORK/latest.ckpt"
+as "$AUDITOR" GET "/v1/audit/entries?start=0&end=$((count + 2))"
+cp "$WORK/out" "$WORK/entries.json"
+[ "$(jq -r '.entries[-2:][]' "$WORK/entries.json" | while read -r e; do base64 -d <<<"$e" | jq -r .action; done | paste -sd' ')" = "node.stop node.start" ] ||
+	fail "the restart is not in the log"
+verify "$WORK/entries.json" || fail "after the restart: $(cat "$WORK/verify.out")"
+pass
