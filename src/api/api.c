@@ -90,36 +90,52 @@ struct call {
 /* ---- replies ---- */
 
 /* The call's query parameters as a JSON object of strings (NULL if none). */
+/* The query parameters an audit entry may hold: the routes' own, never
+ * anything else a caller adds (it could be a secret, a foreign VIN or text
+ * meant to sit in the log for ever). Values are cut to AUDIT_VALUE_MAX
+ * bytes and must be UTF-8. */
+#define AUDIT_VALUE_MAX 64
+static const char *const audited_params[] = {"signal", "from", "to", "limit", "fn",
+					     "step", "status", NULL};
+
 static json_t *query_params(struct call *call)
 {
-	if (!call->query.tqh_first)
-		return NULL;
-	json_t *params = json_object();
-	for (struct evkeyval *kv = call->query.tqh_first; params && kv; kv = kv->next.tqe_next) {
-		json_t *value = json_string(kv->value);
-		if (!value || json_object_set_new(params, kv->key, value) != 0) {
-			json_decref(params);
-			return NULL;
-		}
+	json_t *params = NULL;
+	for (struct evkeyval *kv = call->query.tqh_first; kv; kv = kv->next.tqe_next) {
+		int known = 0;
+		for (const char *const *name = audited_params; *name && !known; name++)
+			known = strcmp(kv->key, *name) == 0;
+		if (!known || strlen(kv->value) > AUDIT_VALUE_MAX)
+			continue;
+		json_t *value = json_string(kv->value); /* NULL: not UTF-8, left out */
+		if (value && !params)
+			params = json_object();
+		if (value && params)
+			json_object_set_new(params, kv->key, value);
+		else
+			json_decref(value);
 	}
 	return params;
 }
 
 /* Records the call in the audit log before its answer leaves (promise 4):
- * returns 0 when it could not be recorded, and the answer must not go. */
+ * returns 0 when it could not be recorded, and the answer must not go.
+ * A call without a valid token is not recorded: it did nothing, and
+ * recording it would let anyone fill the log (and its disk) for free. */
 static int audited(struct call *call, int status)
 {
 	struct audit_log *log = call->api->opt.audit;
-	if (!log || !call->action)
+	if (!log || !call->action || !call->who_kind)
 		return 1;
 	json_t *params = query_params(call);
+	json_t *object = call->object[0] ? json_string(call->object) : NULL;
 	struct audit_entry e = {
 		.request = call->request_id,
-		.who_kind = call->who_kind ? call->who_kind : "anonymous",
+		.who_kind = call->who_kind,
 		.who = call->who_name[0] ? call->who_name : NULL,
 		.role = call->who_role,
 		.action = call->action,
-		.object = call->object[0] ? call->object : NULL,
+		.object = object ? call->object : call->object[0] ? "(not UTF-8)" : NULL,
 		.params = params,
 		.outcome = status < 300 ? "ok"
 			   : status == 401 || status == 403 ? "denied"
@@ -130,6 +146,7 @@ static int audited(struct call *call, int status)
 	};
 	int rc = audit_log_append(log, &e);
 	json_decref(params);
+	json_decref(object);
 	return rc == DM_OK;
 }
 
@@ -311,12 +328,15 @@ static void get_health(struct call *call)
 {
 	struct engine_stats stats;
 	engine_stats(call->api->opt.engine, &stats);
-	int healthy = !stats.wal_failed && !stats.flush_failing;
+	struct audit_log *log = call->api->opt.audit;
+	int audit_failed = log && audit_store_failed(audit_log_store(log));
+	int healthy = !stats.wal_failed && !stats.flush_failing && !audit_failed;
 	reply_json(call, healthy ? 200 : 503,
-		   json_pack("{s:s, s:s, s:s, s:s, s:s}", "status", healthy ? "ok" : "failing",
+		   json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "status", healthy ? "ok" : "failing",
 			     "jurisdiction", call->api->opt.jurisdiction, "site",
 			     call->api->opt.site, "wal", stats.wal_failed ? "failed" : "ok", "flush",
-			     stats.flush_failing ? "failing" : "ok"));
+			     stats.flush_failing ? "failing" : "ok", "audit",
+			     audit_failed ? "failed" : "ok"));
 }
 
 static void get_metrics(struct call *call)
@@ -1139,8 +1159,14 @@ static void get_audit_entries(struct call *call, const char *param, size_t len)
 		return;
 	struct audit_store *store = audit_log_store(log);
 	int64_t size = (int64_t)audit_store_size(store), start, end;
-	if (!query_int(call, "start", 0, 0, size, &start) ||
-	    !query_int(call, "end", size, start, size, &end))
+	if (!query_int(call, "start", 0, 0, size, &start))
+		return;
+	/* Without an end, a page up to the size the latest checkpoint signs. */
+	int64_t signed_size = (int64_t)audit_log_checkpoint_size(log);
+	int64_t fallback = signed_size > start ? signed_size : start;
+	if (fallback - start > AUDIT_PAGE_MAX)
+		fallback = start + AUDIT_PAGE_MAX;
+	if (!query_int(call, "end", fallback, start, size, &end))
 		return;
 	if (end - start > AUDIT_PAGE_MAX) {
 		reply_error(call, 400, "at most %d entries at a time", AUDIT_PAGE_MAX);
@@ -1178,11 +1204,11 @@ static void get_inclusion_proof(struct call *call, const char *param, size_t len
 		return;
 	struct audit_store *store = audit_log_store(log);
 	int64_t size = (int64_t)audit_store_size(store), index, tree;
-	if (!query_int(call, "size", size, 1, size, &tree) ||
+	if (!query_int(call, "size", (int64_t)audit_log_checkpoint_size(log), 1, size, &tree) ||
 	    !query_int(call, "index", -1, 0, tree - 1, &index))
 		return;
-	if (index < 0) {
-		reply_error(call, 400, "'index' is needed");
+	if (index < 0 || tree < 1) {
+		reply_error(call, 400, "'index' is needed, and a tree 'size' of at least 1");
 		return;
 	}
 	uint8_t proof[MERKLE_MAX_PROOF][MERKLE_HASH_LEN];
@@ -1205,11 +1231,11 @@ static void get_consistency_proof(struct call *call, const char *param, size_t l
 		return;
 	struct audit_store *store = audit_log_store(log);
 	int64_t size = (int64_t)audit_store_size(store), from, to;
-	if (!query_int(call, "to", size, 1, size, &to) ||
+	if (!query_int(call, "to", (int64_t)audit_log_checkpoint_size(log), 1, size, &to) ||
 	    !query_int(call, "from", 0, 1, to, &from))
 		return;
-	if (from == 0) {
-		reply_error(call, 400, "'from' is needed");
+	if (from == 0 || to < 1) {
+		reply_error(call, 400, "'from' is needed, and a 'to' of at least 1");
 		return;
 	}
 	uint8_t proof[MERKLE_MAX_PROOF][MERKLE_HASH_LEN];
@@ -1409,6 +1435,16 @@ static void dispatch(struct call *call)
 		if (routes[i].roles != ROUTE_OPEN &&
 		    !authorize(call, &routes[i], param, param_len))
 			return;
+		/* An action the audit log could not record must not happen:
+		 * once the log has failed, audited routes are refused before
+		 * their handler runs. */
+		if (routes[i].action && call->api->opt.audit &&
+		    audit_store_failed(audit_log_store(call->api->opt.audit))) {
+			call->action = NULL;
+			reply_error(call, 503, "the audit log has failed: nothing is done until the "
+					       "node is restarted");
+			return;
+		}
 		routes[i].handler(call, param, param_len);
 		return;
 	}

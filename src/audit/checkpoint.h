@@ -6,7 +6,7 @@
  * A signed checkpoint, byte for byte ("\n" is 0x0A; nothing else below
  * 0x20 may appear anywhere, and the whole text is valid UTF-8):
  *
- *   domicile.cn-shanghai-1/audit\n           origin: the log's name
+ *   domicile-cn-shanghai-1/audit\n           origin: the log's name
  *   41\n                                     tree size, decimal, no leading
  *                                            zero ("0" for the empty tree), no '+'
  *   2x6a3b…Jc=\n                             root hash: standard base64 (RFC
@@ -14,7 +14,7 @@
  *   time 1732400000123\n                     the one extension line: signing
  *                                            time, ms since the epoch, decimal
  *   \n                                       the blank line
- *   — domicile.cn-shanghai-1 AbCd…==\n       one line per signature: U+2014 EM
+ *   — domicile-cn-shanghai-1 AbCd…==\n       one line per signature: U+2014 EM
  *                                            DASH, space, key name, space,
  *                                            base64(4-byte key ID || signature)
  *

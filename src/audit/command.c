@@ -301,9 +301,20 @@ static int run_verify(struct args *a, int argc, char **argv)
 	};
 	struct audit_verify_result res;
 	int rc = audit_verify_log(&in, &res);
-	if (rc == DM_OK) {
+	if (rc == DM_OK && (res.latest.size == 0 || entries.count > res.latest.size)) {
+		/* Nothing, or not everything, of what was given is signed: an
+		 * auditor must not read that as verified. */
+		if (res.latest.size == 0)
+			printf("entries 0 to %" PRIu64 ": no checkpoint signs any entry (the "
+			       "latest, %s, has size 0)\n",
+			       entries.count ? entries.count - 1 : 0, res.latest_label);
+		else
+			printf("entries %" PRIu64 " to %" PRIu64 ": not signed by any checkpoint "
+			       "given (the latest, %s, has size %" PRIu64 "); fetch a newer one\n",
+			       res.latest.size, entries.count - 1, res.latest_label, res.latest.size);
+	} else if (rc == DM_OK) {
 		printf("OK: %" PRIu64 " entries; entries 0 to %" PRIu64 " are what ", entries.count,
-		       res.latest.size ? res.latest.size - 1 : 0);
+		       res.latest.size - 1);
 		print_checkpoint(res.latest_label, &res.latest);
 		printf(" signed\n");
 		for (size_t i = 0; i < n_cps; i++)

@@ -5,8 +5,9 @@
  * An entry says when, who (a principal, a vehicle, or the node itself),
  * what (an action on an object, with the request's parameters), the
  * outcome and a request id. It never holds sample values, tokens or
- * secrets: callers pass only names, VINs (or, for a foreign vehicle, its
- * keyed pseudonym), query parameters and statuses.
+ * secrets: callers pass only names, VINs registered here (for a foreign
+ * vehicle, its keyed pseudonym), the query parameters their routes define
+ * (the API keeps no other) and statuses.
  *
  * Encoding: a JSON object, UTF-8, no whitespace, keys in byte order at
  * every level, non-ASCII escaped as \uXXXX (upper-case hex, as jansson
@@ -40,7 +41,7 @@ struct audit_entry {
 	const char *who_kind;   /* "principal", "vehicle", "node" or "anonymous" */
 	const char *who;        /* principal name, VIN or pseudonym; NULL for none */
 	const char *role;       /* the principal's role; NULL for none */
-	const char *action;     /* e.g. "vehicle.samples", "principal.add", "mqtt.refused" */
+	const char *action;     /* e.g. "vehicle.samples", "principal.add", "mqtt.connect" */
 	const char *object;     /* what it acted on; NULL for none */
 	json_t *params;         /* borrowed: a JSON object of string or integer values; NULL */
 	const char *outcome;    /* "ok", "denied", "refused", "redirected", "gone", "error" */

@@ -153,4 +153,6 @@ int audit_log_verifier_key(struct audit_log *log, struct dm_buf *out)
 	return audit_verifier_format(audit_key_verifier(log->key), out);
 }
 
+uint64_t audit_log_checkpoint_size(const struct audit_log *log) { return log->checkpoint_size; }
+
 struct audit_store *audit_log_store(struct audit_log *log) { return log->store; }

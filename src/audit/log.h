@@ -59,6 +59,10 @@ int audit_log_checkpoint(struct audit_log *log, struct dm_buf *out);
 /* The verifier key, "<name>+<key id>+<base64>", appended to out. */
 int audit_log_verifier_key(struct audit_log *log, struct dm_buf *out);
 
+/* The tree size the latest checkpoint signs: what proofs are made for
+ * unless a caller names another size. */
+uint64_t audit_log_checkpoint_size(const struct audit_log *log);
+
 /* The store, for entries and proofs (borrowed). */
 struct audit_store *audit_log_store(struct audit_log *log);
 

@@ -54,6 +54,11 @@ as "$ANALYST" GET "/v1/fleet/aggregate?signal=Vehicle.Speed&from=$T&to=$((T + 10
 [ "$STATUS" = 200 ] || fail "aggregate: $STATUS $OUT"
 as "$OWNER" GET "/v1/vehicles/$VIN1/samples?signal=Vehicle.Speed"
 [ "$STATUS" = 200 ] || fail "owner read: $STATUS $OUT"
+# A call without a valid token does nothing and is not recorded, whatever
+# it carries.
+STATUS=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer nope" \
+	"http://127.0.0.1:$API_PORT/v1/vehicles/$VIN1?token=SUPERSECRET123")
+[ "$STATUS" = 401 ] || fail "a bad token got $STATUS"
 FOREIGN=WVWZZZ1JZXW000001
 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -V 5 -q 1 -i "$FOREIGN" -u "$FOREIGN" -P x \
 	-t "v/$FOREIGN/telemetry" -m '{}' >/dev/null 2>&1 && fail "a foreign vehicle was accepted"
@@ -94,7 +99,7 @@ entry erasure.approve '.who.name == "po1" and .status == 200 and .outcome == "ok
 entry mqtt.connect '.outcome == "refused" and .who.kind == "vehicle" and (.who.name | length) > 0'
 entry fleet.aggregate '.who.role == "analyst" and .params.fn == "avg"'
 # Nothing that must not be there: sample values, tokens, the foreign VIN.
-for secret in 50.25 51.25 52.25 "$FOREIGN" "${ANALYST#*.}" "${OWNER#*.}" "$TOKEN" "${SECRETS[$VIN1]}"; do
+for secret in 50.25 51.25 52.25 SUPERSECRET123 "$FOREIGN" "${ANALYST#*.}" "${OWNER#*.}" "$TOKEN" "${SECRETS[$VIN1]}"; do
 	grep -qF -- "$secret" "$WORK/entries.txt" && fail "the audit log holds '$secret'"
 done
 
@@ -103,6 +108,11 @@ verify() { "$DOMICILE" audit verify --key-file "$WORK/key" --checkpoint "$WORK/l
 	--trusted "$WORK/old.ckpt" "$@" >"$WORK/verify.out" 2>&1; }
 verify "$WORK/entries.json" || fail "audit verify: $(cat "$WORK/verify.out")"
 grep -q "^OK" "$WORK/verify.out" || fail "audit verify said: $(cat "$WORK/verify.out")"
+
+# Entries no checkpoint signs are not passed as verified.
+"$DOMICILE" audit verify --key-file "$WORK/key" --checkpoint "$WORK/old.ckpt" "$WORK/entries.json" \
+	>"$WORK/verify.out" 2>&1 && fail "entries past the checkpoint passed: $(cat "$WORK/verify.out")"
+grep -q "^entries 8 to $((count - 1)): not signed" "$WORK/verify.out" || fail "unsigned entries: $(cat "$WORK/verify.out")"
 
 # One entry's inclusion proof, from the API, checked offline.
 as "$AUDITOR" GET "/v1/audit/proof/inclusion?index=9&size=$count"
