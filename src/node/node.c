@@ -336,7 +336,11 @@ static void on_publish(void *arg, const struct mqtt_publish_info *info)
 			   format == PAYLOAD_AUTO ? payload_detect(info->payload, info->payload_len)
 						  : format,
 			   &batch, &ack);
-	if (rc) {
+	if (rc == DM_ERR_GONE) {
+		/* Erased while connected: nothing of it is stored any more. */
+		dm_info("mqtt: vehicle %s was erased: session closed", vehicle->record.vin);
+		mqtt_server_disconnect(node->mqtt, info->session_id, MQTT_RC_NOT_AUTHORIZED);
+	} else if (rc) {
 		/* Not stored, so not acknowledged: the vehicle keeps the batch and
 		 * sends it again later. */
 		dm_error("mqtt: batch of %s not taken: %s", vehicle->record.vin, dm_strerror(rc));
