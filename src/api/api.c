@@ -1151,6 +1151,19 @@ static json_t *hashes_json(const uint8_t hashes[][MERKLE_HASH_LEN], size_t count
 	return list;
 }
 
+/* {"<a>": av, "<b>": bv, "hashes": [...]} for a proof made with status rc. */
+static void reply_proof(struct call *call, int rc, const char *a, int64_t av, const char *b,
+			int64_t bv, const uint8_t proof[][MERKLE_HASH_LEN], size_t count)
+{
+	json_t *hashes = rc == DM_OK ? hashes_json(proof, count) : NULL;
+	if (!hashes) {
+		reply_error(call, 500, "no proof: %s", dm_strerror(rc ? rc : DM_ERR_NOMEM));
+		return;
+	}
+	reply_json(call, 200, json_pack("{s:I, s:I, s:o}", a, (json_int_t)av, b, (json_int_t)bv,
+					"hashes", hashes));
+}
+
 static void get_audit_entries(struct call *call, const char *param, size_t len)
 {
 	static const char *const allowed[] = {"start", "end", NULL};
@@ -1214,13 +1227,7 @@ static void get_inclusion_proof(struct call *call, const char *param, size_t len
 	uint8_t proof[MERKLE_MAX_PROOF][MERKLE_HASH_LEN];
 	size_t count = 0;
 	int rc = audit_store_inclusion(store, (uint64_t)index, (uint64_t)tree, proof, &count);
-	json_t *hashes = rc == DM_OK ? hashes_json(proof, count) : NULL;
-	if (!hashes) {
-		reply_error(call, 500, "no proof: %s", dm_strerror(rc ? rc : DM_ERR_NOMEM));
-		return;
-	}
-	reply_json(call, 200, json_pack("{s:I, s:I, s:o}", "index", (json_int_t)index, "size",
-					(json_int_t)tree, "hashes", hashes));
+	reply_proof(call, rc, "index", index, "size", tree, proof, count);
 }
 
 static void get_consistency_proof(struct call *call, const char *param, size_t len)
@@ -1241,13 +1248,7 @@ static void get_consistency_proof(struct call *call, const char *param, size_t l
 	uint8_t proof[MERKLE_MAX_PROOF][MERKLE_HASH_LEN];
 	size_t count = 0;
 	int rc = audit_store_consistency(store, (uint64_t)from, (uint64_t)to, proof, &count);
-	json_t *hashes = rc == DM_OK ? hashes_json(proof, count) : NULL;
-	if (!hashes) {
-		reply_error(call, 500, "no proof: %s", dm_strerror(rc ? rc : DM_ERR_NOMEM));
-		return;
-	}
-	reply_json(call, 200, json_pack("{s:I, s:I, s:o}", "from", (json_int_t)from, "to",
-					(json_int_t)to, "hashes", hashes));
+	reply_proof(call, rc, "from", from, "to", to, proof, count);
 }
 
 struct route {
