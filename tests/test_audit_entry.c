@@ -39,10 +39,12 @@ static void test_entry_encodes_to_fixed_bytes_in_key_order(void **state)
 		.params = params,
 		.outcome = "ok",
 		.status = 200,
+		.prev = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
 	};
 	expect_bytes(&e, "{\"action\":\"vehicle.samples\",\"index\":41,\"object\":"
 			 "\"LSVAU218XN2183294\",\"outcome\":\"ok\",\"params\":{\"limit\":10,"
-			 "\"signal\":\"Vehicle.Speed\",\"to\":\"2000\"},\"request\":\"9f1c\","
+			 "\"signal\":\"Vehicle.Speed\",\"to\":\"2000\"},"
+			 "\"prev\":\"3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"request\":\"9f1c\","
 			 "\"site\":\"cn-shanghai-1\",\"status\":200,\"time\":1732400000123,\"v\":1,"
 			 "\"who\":{\"kind\":\"principal\",\"name\":\"li\",\"role\":\"owner\"}}");
 	/* The same parameters added in another order give the same bytes. */
@@ -90,6 +92,12 @@ static void test_entry_refuses_what_has_no_single_spelling_or_is_incomplete(void
 	e.object = "\xff\xfe";
 	assert_int_equal(audit_entry_encode(&e, &out), DM_ERR_INVALID);
 	e.object = NULL;
+	e.prev = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; /* the first entry has none */
+	assert_int_equal(audit_entry_encode(&e, &out), DM_ERR_INVALID);
+	e.index = 1;
+	assert_int_equal(audit_entry_encode(&e, &out), DM_OK);
+	dm_buf_free(&out);
+	e.prev = NULL;
 	e.action = NULL;
 	assert_int_equal(audit_entry_encode(&e, &out), DM_ERR_INVALID);
 	assert_int_equal(out.len, 0);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "audit/checkpoint.h"
+#include "audit/entry.h"
 #include "audit/merkle.h"
 #include "audit/verify.h"
 #include "util/alloc.h"
@@ -29,19 +30,36 @@
 /* ---- a log in memory ---- */
 
 struct log {
-	char entry[MAX_ENTRIES][200];
+	char entry[MAX_ENTRIES][256];
 	size_t count;
 };
+
+/* Writes entry i with the given outcome, chained to entry i - 1 as it is
+ * now: its "prev" is the base64 of that entry's leaf hash. */
+static void log_write(struct log *log, size_t i, const char *outcome)
+{
+	char prev[80] = "";
+	if (i > 0) {
+		uint8_t leaf[MERKLE_HASH_LEN];
+		struct dm_buf b64 = {0};
+		assert_int_equal(
+		    merkle_leaf_hash(log->entry[i - 1], strlen(log->entry[i - 1]), leaf), DM_OK);
+		assert_int_equal(audit_base64_encode(leaf, sizeof leaf, &b64), DM_OK);
+		snprintf(prev, sizeof prev, "\"prev\":\"%s\",", (char *)b64.data);
+		dm_buf_free(&b64);
+	}
+	snprintf(log->entry[i], sizeof log->entry[i],
+	         "{\"action\":\"vehicle.samples\",\"index\":%zu,\"object\":"
+	         "\"LSVAU218XN218329%zu\",\"outcome\":\"%s\",%s\"status\":200,\"time\":%zu,"
+	         "\"v\":1,\"who\":{\"kind\":\"principal\",\"name\":\"li\"}}",
+	         i, i % 10, outcome, prev, 1732400000000 + i);
+}
 
 static void log_make(struct log *log, size_t count)
 {
 	memset(log, 0, sizeof *log);
 	for (size_t i = 0; i < count; i++)
-		snprintf(log->entry[i], sizeof log->entry[i],
-		         "{\"action\":\"vehicle.samples\",\"index\":%zu,\"object\":"
-		         "\"LSVAU218XN218329%zu\",\"outcome\":\"ok\",\"status\":200,\"time\":%zu,"
-		         "\"v\":1,\"who\":{\"kind\":\"principal\",\"name\":\"li\"}}",
-		         i, i % 10, 1732400000000 + i);
+		log_write(log, i, "ok");
 	log->count = count;
 }
 
@@ -203,6 +221,34 @@ static void test_an_untampered_log_verifies(void **state)
 	assert_string_equal(res.reason, "");
 	assert_string_equal(res.note, "");
 
+	/* The log here is what the real encoder writes, "prev" and all. */
+	for (size_t i = 0; i < 3; i++) {
+		struct dm_buf prev = {0}, bytes = {0};
+		uint8_t leaf[MERKLE_HASH_LEN];
+		if (i > 0) {
+			const char *before = f->original.entry[i - 1];
+			assert_int_equal(merkle_leaf_hash(before, strlen(before), leaf), DM_OK);
+			assert_int_equal(audit_base64_encode(leaf, sizeof leaf, &prev), DM_OK);
+		}
+		char object[32];
+		snprintf(object, sizeof object, "LSVAU218XN218329%zu", i);
+		struct audit_entry e = {
+		    .index = i,
+		    .time_ms = 1732400000000 + (int64_t)i,
+		    .who_kind = "principal",
+		    .who = "li",
+		    .action = "vehicle.samples",
+		    .object = object,
+		    .outcome = "ok",
+		    .status = 200,
+		    .prev = i > 0 ? (const char *)prev.data : NULL,
+		};
+		assert_int_equal(audit_entry_encode(&e, &bytes), DM_OK);
+		assert_int_equal(bytes.len, strlen(f->original.entry[i]));
+		assert_memory_equal(bytes.data, f->original.entry[i], bytes.len);
+		dm_buf_free(&prev);
+		dm_buf_free(&bytes);
+	}
 	/* Every size from 0 to 20, alone, verifies its prefix. */
 	for (uint64_t size = 0; size <= LOG_SIZE; size++) {
 		struct ckpt one;
@@ -239,33 +285,57 @@ static void test_entries_newer_than_the_checkpoint_are_checked_for_form_only(voi
 
 /* ---- tampering ---- */
 
-static void test_a_flipped_byte_is_named_between_the_nearest_checkpoints(void **state)
+/* Changes the first character of entry i's "prev" value: still canonical
+ * base64 of a hash, but not of entry i - 1. */
+static void flip_prev(struct log *log, size_t i)
+{
+	char *at = strstr(log->entry[i], "\"prev\":\"");
+	assert_non_null(at);
+	at += strlen("\"prev\":\"");
+	*at = *at == 'A' ? 'B' : 'A';
+}
+
+static void test_a_changed_entry_is_named_by_the_chain(void **state)
 {
 	struct fixture *f = *state;
 	struct ckpt trusted, latest;
 	ckpt_sign(&trusted, f->key, &f->original, 8, 1000, "old.ckpt", 1);
 	ckpt_sign(&latest, f->key, &f->original, LOG_SIZE, 2000, "latest.ckpt", 0);
+	struct ckpt *two[] = {&latest, &trusted};
 	struct audit_verify_result res;
 	for (size_t i = 0; i < LOG_SIZE; i++) {
+		/* A byte of a value, and one of its "prev" (but in the last entry,
+		 * below): only the latest and the trusted old checkpoint. */
+		for (int in_prev = 0; in_prev < 2; in_prev++) {
+			if (in_prev && (i == 0 || i == LOG_SIZE - 1))
+				continue;
+			struct log log = f->original;
+			if (in_prev)
+				flip_prev(&log, i);
+			else
+				flip_quietly(&log, i);
+			assert_int_equal(verify(f, &log, two, 2, NULL, 0, &res), DM_ERR_CRYPTO);
+			assert_int_equal(res.verdict, AUDIT_BAD_ENTRY);
+			/* A value of entry 18 changed looks like entry 19's "prev"
+			 * changed (nothing after 19 tells): named 18, bounded by 19. */
+			size_t last = !in_prev && i == LOG_SIZE - 2 ? i + 1 : i;
+			if (res.index != i || res.last != last)
+				fail_msg("%s of entry %zu changed: named %" PRIu64 " (%" PRIu64
+				         "..%" PRIu64 "): %s",
+				         in_prev ? "prev" : "a value", i, res.index, res.first,
+				         res.last, res.reason);
+			/* What is proven stays the lower bound: a rewrite of several
+			 * entries is not ruled out before the trusted checkpoint. */
+			assert_int_equal(res.first, i < 8 ? 0 : 8);
+			char expect[64];
+			snprintf(expect, sizeof expect, "entry %zu: changed", i);
+			assert_starts_with(res.reason, expect);
+			if (res.first < i)
+				assert_contains(res.note, "rewrit");
+		}
+		/* Checkpoints at i and i + 1 name it too, with first == last. */
 		struct log log = f->original;
 		flip_quietly(&log, i);
-		/* Only the two checkpoints: a range, said to be one. */
-		struct ckpt *two[] = {&latest, &trusted};
-		assert_int_equal(verify(f, &log, two, 2, NULL, 0, &res), DM_ERR_CRYPTO);
-		if (i >= 8) {
-			assert_int_equal(res.verdict, AUDIT_BAD_ENTRY);
-			assert_int_equal(res.first, 8);
-			assert_int_equal(res.last, 19);
-			assert_int_equal(res.index, 8);
-			assert_starts_with(res.reason, "entries 8 to 19: the first changed entry");
-			assert_contains(res.reason, "checkpoint latest.ckpt (size 20)");
-			assert_contains(res.note, "--proofs");
-		} else {
-			assert_int_equal(res.first, 0);
-			assert_int_equal(res.last, 7);
-			assert_contains(res.reason, "trusted checkpoint old.ckpt (size 8)");
-		}
-		/* Checkpoints at i and i + 1 name it. */
 		struct ckpt before, after;
 		ckpt_sign(&before, f->key, &f->original, i, 1500, "before", 0);
 		ckpt_sign(&after, f->key, &f->original, i + 1, 1600, "after", 0);
@@ -280,6 +350,92 @@ static void test_a_flipped_byte_is_named_between_the_nearest_checkpoints(void **
 		assert_starts_with(res.reason, expect);
 		ckpt_free(&before);
 		ckpt_free(&after);
+	}
+	ckpt_free(&trusted);
+	ckpt_free(&latest);
+}
+
+static void test_a_broken_link_in_the_last_or_first_entry_is_named(void **state)
+{
+	struct fixture *f = *state;
+	struct ckpt trusted, latest;
+	ckpt_sign(&trusted, f->key, &f->original, 8, 1000, "old.ckpt", 1);
+	ckpt_sign(&latest, f->key, &f->original, LOG_SIZE, 2000, "latest.ckpt", 0);
+	struct ckpt *two[] = {&latest, &trusted};
+	struct audit_verify_result res;
+	size_t last = LOG_SIZE - 1;
+
+	/* The last entry's "prev" made malformed ('=' -> '<'): that entry. */
+	struct log log = f->original;
+	char *pad = strstr(log.entry[last], "=\",");
+	assert_non_null(pad);
+	*pad ^= 0x01;
+	assert_int_equal(verify(f, &log, two, 2, NULL, 0, &res), DM_ERR_CRYPTO);
+	assert_int_equal(res.index, last);
+	assert_int_equal(res.last, last);
+	assert_starts_with(res.reason,
+	                   "entry 19: its \"prev\" is not the base64 of a 32-byte hash");
+
+	/* ... made another hash: nothing after it tells that from entry 18
+	 * changed, and the result says so. */
+	log = f->original;
+	flip_prev(&log, last);
+	assert_int_equal(verify(f, &log, two, 2, NULL, 0, &res), DM_ERR_CRYPTO);
+	assert_int_equal(res.index, last - 1);
+	assert_int_equal(res.first, 8);
+	assert_int_equal(res.last, last);
+	assert_starts_with(res.reason,
+	                   "entry 18: changed: its hash is not the \"prev\" of entry 19");
+	assert_contains(res.reason, "or that \"prev\" was changed");
+
+	/* An entry without "prev". */
+	log = f->original;
+	char *prev = strstr(log.entry[12], "\"prev\":");
+	char *status = strstr(log.entry[12], "\"status\"");
+	memmove(prev, status, strlen(status) + 1);
+	assert_int_equal(verify(f, &log, two, 2, NULL, 0, &res), DM_ERR_CRYPTO);
+	assert_int_equal(res.index, 12);
+	assert_int_equal(res.last, 12);
+	assert_starts_with(res.reason, "entry 12: has no \"prev\"");
+
+	/* The first entry with one. */
+	log = f->original;
+	char *outcome = strstr(log.entry[0], "\"status\"");
+	memmove(outcome + 10, outcome, strlen(outcome) + 1);
+	memcpy(outcome, "\"prev\":\"\",", 10);
+	assert_int_equal(verify(f, &log, two, 2, NULL, 0, &res), DM_ERR_CRYPTO);
+	assert_int_equal(res.index, 0);
+	assert_int_equal(res.last, 0);
+	assert_starts_with(res.reason, "entry 0: has a \"prev\", but the first entry has none");
+	ckpt_free(&trusted);
+	ckpt_free(&latest);
+}
+
+static void test_a_consistent_rewrite_of_the_rest_of_the_log_is_a_range(void **state)
+{
+	struct fixture *f = *state;
+	struct ckpt trusted, latest;
+	ckpt_sign(&trusted, f->key, &f->original, 8, 1000, "old.ckpt", 1);
+	ckpt_sign(&latest, f->key, &f->original, LOG_SIZE, 2000, "latest.ckpt", 0);
+	struct ckpt *two[] = {&latest, &trusted};
+	struct audit_verify_result res;
+	for (size_t i = 0; i < LOG_SIZE; i++) {
+		/* Entry i changed, and every later one rewritten to chain to it:
+		 * no link breaks, only the checkpoints' roots tell. */
+		struct log log = f->original;
+		log_write(&log, i, "oj");
+		for (size_t j = i + 1; j < LOG_SIZE; j++)
+			log_write(&log, j, "ok");
+		assert_int_equal(verify(f, &log, two, 2, NULL, 0, &res), DM_ERR_CRYPTO);
+		assert_int_equal(res.verdict, AUDIT_BAD_ENTRY);
+		/* A range that holds i, never an exact wrong index; the entry the
+		 * reason names is one that was rewritten. */
+		if (!(res.first <= i && i <= res.last && res.first < res.last && res.index >= i))
+			fail_msg("rewrite from %zu: named %" PRIu64 " (%" PRIu64 "..%" PRIu64
+			         "): %s",
+			         i, res.index, res.first, res.last, res.reason);
+		assert_int_equal(res.last, i < 8 ? 7 : LOG_SIZE - 1);
+		assert_contains(res.note, "rewritten, links and all");
 	}
 	ckpt_free(&trusted);
 	ckpt_free(&latest);
@@ -311,7 +467,10 @@ static void test_a_flipped_byte_is_named_by_one_neighbouring_inclusion_proof(voi
 		assert_int_equal(verify(f, &log, cks, 1, &proof, 1, &res), DM_ERR_CRYPTO);
 		assert_int_equal(res.proofs_used, 0);
 		assert_int_equal(res.first, 0);
-		assert_int_equal(res.last, LOG_SIZE - 1);
+		/* ... where the chain still names it (entry 18 up to 19, see
+		 * test_a_changed_entry_is_named_by_the_chain). */
+		assert_int_equal(res.index, i);
+		assert_int_equal(res.last, i == LOG_SIZE - 2 ? i + 1 : i);
 	}
 	/* Proofs for every entry: always exact. */
 	struct audit_inclusion_proof all[LOG_SIZE];
@@ -408,7 +567,7 @@ static void test_two_swapped_entries_are_named(void **state)
 	struct audit_verify_result res;
 	for (size_t i = 0; i + 1 < LOG_SIZE; i++) {
 		struct log log = f->original;
-		char tmp[200];
+		char tmp[sizeof log.entry[0]];
 		memcpy(tmp, log.entry[i], sizeof tmp);
 		memcpy(log.entry[i], log.entry[i + 1], sizeof tmp);
 		memcpy(log.entry[i + 1], tmp, sizeof tmp);
@@ -845,8 +1004,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_an_untampered_log_verifies, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_entries_newer_than_the_checkpoint_are_checked_for_form_only, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_changed_entry_is_named_by_the_chain, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_broken_link_in_the_last_or_first_entry_is_named,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
-	        test_a_flipped_byte_is_named_between_the_nearest_checkpoints, setup, teardown),
+	        test_a_consistent_rewrite_of_the_rest_of_the_log_is_a_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_a_flipped_byte_is_named_by_one_neighbouring_inclusion_proof, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_flip_that_breaks_the_entry_is_named_exactly,

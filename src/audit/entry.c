@@ -48,7 +48,7 @@ int audit_entry_encode(const struct audit_entry *e, struct dm_buf *out)
 {
 	if (!e->who_kind || !e->action || !e->outcome || (e->params && !params_valid(e->params)))
 		return DM_ERR_INVALID;
-	if (e->index > (uint64_t)INT64_MAX)
+	if (e->index > (uint64_t)INT64_MAX || (e->index == 0 && e->prev))
 		return DM_ERR_INVALID;
 	json_t *entry = json_object(), *who = json_object();
 	int rc = entry && who ? DM_OK : DM_ERR_NOMEM;
@@ -78,6 +78,8 @@ int audit_entry_encode(const struct audit_entry *e, struct dm_buf *out)
 		rc = put_string(entry, "object", e->object);
 	if (rc == DM_OK)
 		rc = put_string(entry, "outcome", e->outcome);
+	if (rc == DM_OK)
+		rc = put_string(entry, "prev", e->prev);
 	if (rc == DM_OK && e->status)
 		rc = put_integer(entry, "status", e->status);
 	if (rc == DM_OK && e->params)

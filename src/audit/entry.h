@@ -15,13 +15,18 @@
  * set (absent, not null):
  *
  *   {"action":"vehicle.samples","index":41,"object":"LSVAU218XN2183294",
- *    "outcome":"ok","params":{"signal":"Vehicle.Speed"},"request":"9f1c…",
+ *    "outcome":"ok","params":{"signal":"Vehicle.Speed"},
+ *    "prev":"3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","request":"9f1c…",
  *    "site":"cn-shanghai-1","status":200,"time":1732400000123,"v":1,
  *    "who":{"kind":"principal","name":"li","role":"owner"}}
  *
  * The same entry always encodes to the same bytes, so it always hashes the
  * same; `index` is its position in the log, so an entry moved, dropped or
- * swapped no longer fits where it sits.
+ * swapped no longer fits where it sits. `prev` chains the entries: in every
+ * entry but the first (index 0, which has none) it is the base64 (standard,
+ * padded, audit/checkpoint.h) of the Merkle leaf hash SHA-256(0x00 || bytes)
+ * of the entry before it, so an entry changed in place no longer fits the
+ * one after it (audit/verify.h).
  */
 #ifndef DM_AUDIT_ENTRY_H
 #define DM_AUDIT_ENTRY_H
@@ -46,10 +51,13 @@ struct audit_entry {
 	json_t *params;         /* borrowed: a JSON object of string or integer values; NULL */
 	const char *outcome;    /* "ok", "denied", "refused", "redirected", "gone", "error" */
 	int status;             /* HTTP status or MQTT reason code; 0 for none */
+	const char *prev;       /* set by the log: base64 of the previous entry's leaf
+	                         * hash; NULL for the first entry */
 };
 
 /* Appends the canonical encoding of e to out. Returns DM_OK; DM_ERR_INVALID
- * when a required field (who_kind, action, outcome) is missing, a string is
+ * when a required field (who_kind, action, outcome) is missing, prev is set
+ * on the entry of index 0, a string is
  * not valid UTF-8 or params holds anything but strings and integers;
  * DM_ERR_NOMEM. On failure out is unchanged. */
 int audit_entry_encode(const struct audit_entry *e, struct dm_buf *out);

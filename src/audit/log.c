@@ -8,6 +8,11 @@
  *  2. A checkpoint is signed when checkpoint_entries entries came since the
  *     last one (in append), when the timer finds any entry since the last
  *     one, at open and at close; never twice for one size in a row.
+ *  3. When the store holds entries, last_leaf is the Merkle leaf hash of its
+ *     last one (hashed at open from the store, then from the bytes of each
+ *     append that succeeded); every entry appended after the first carries
+ *     it, in base64, as "prev" (audit/entry.h). A failed append leaves it
+ *     as it was.
  */
 #include "audit/log.h"
 
@@ -35,7 +40,24 @@ struct audit_log {
 	struct dm_buf checkpoint; /* invariant 1 */
 	uint64_t checkpoint_size;
 	int have_checkpoint;
+	uint8_t last_leaf[MERKLE_HASH_LEN]; /* invariant 3 */
 };
+
+/* The leaf hash of the store's last entry into log->last_leaf (invariant
+ * 3); nothing to do for an empty store. */
+static int hash_last_entry(struct audit_log *log)
+{
+	uint64_t size = audit_store_size(log->store);
+	if (size == 0)
+		return DM_OK;
+	struct dm_buf bytes = {0};
+	int rc = audit_store_entry(log->store, size - 1, &bytes);
+	if (rc == DM_OK)
+		rc = merkle_leaf_hash(bytes.data ? bytes.data : (const uint8_t *)"", bytes.len,
+		                      log->last_leaf);
+	dm_buf_free(&bytes);
+	return rc;
+}
 
 /* Signs a checkpoint of the log as it is now. */
 static int sign_checkpoint(struct audit_log *log)
@@ -84,6 +106,8 @@ int audit_log_open(struct event_base *base, const struct audit_log_options *opti
 
 	snprintf(path, sizeof path, "%s/audit", options->data_dir);
 	int rc = audit_store_open(path, NULL, &log->store);
+	if (rc == DM_OK)
+		rc = hash_last_entry(log);
 	if (rc == DM_OK) {
 		snprintf(path, sizeof path, "%s/audit.key", options->data_dir);
 		rc = audit_key_load_or_create(path, name, &log->key);
@@ -121,15 +145,30 @@ void audit_log_close(struct audit_log *log)
 
 int audit_log_append(struct audit_log *log, struct audit_entry *e)
 {
-	struct dm_buf bytes = {0};
+	struct dm_buf bytes = {0}, prev = {0};
 	e->index = audit_store_size(log->store);
 	e->site = log->site;
+	e->prev = NULL;
 	if (!e->time_ms)
 		e->time_ms = dm_now_ms();
-	int rc = audit_entry_encode(e, &bytes);
+	int rc = DM_OK;
+	if (e->index > 0) {
+		rc = audit_base64_encode(log->last_leaf, MERKLE_HASH_LEN, &prev);
+		if (rc == DM_OK)
+			e->prev = (const char *)prev.data;
+	}
+	if (rc == DM_OK)
+		rc = audit_entry_encode(e, &bytes);
 	uint64_t index = 0;
+	uint8_t leaf[MERKLE_HASH_LEN];
+	if (rc == DM_OK)
+		rc = merkle_leaf_hash(bytes.data, bytes.len, leaf);
 	if (rc == DM_OK)
 		rc = audit_store_append(log->store, bytes.data, bytes.len, &index);
+	if (rc == DM_OK)
+		memcpy(log->last_leaf, leaf, MERKLE_HASH_LEN); /* invariant 3 */
+	e->prev = NULL; /* it pointed into prev */
+	dm_buf_free(&prev);
 	dm_buf_free(&bytes);
 	if (rc) {
 		dm_error("audit: %s by %s not recorded: %s", e->action, e->who ? e->who : e->who_kind,

@@ -48,7 +48,11 @@ int audit_log_open(struct event_base *base, const struct audit_log_options *opti
 void audit_log_close(struct audit_log *log);
 
 /* Appends e, setting its index, site and (when 0) time, durably; signs a
- * checkpoint when N entries came since the last one. Returns DM_OK, or what
+ * checkpoint when N entries came since the last one. Every entry after the
+ * first is chained to the one before it: its "prev" is the base64 of that
+ * entry's leaf hash (audit/entry.h), which the log keeps from the last
+ * append that succeeded (or, at open, from the store's last entry); e->prev
+ * is set for the encoding only and is NULL again on return. Returns DM_OK, or what
  * audit_store_append or audit_entry_encode returned: then nothing was
  * recorded and the caller must not report the action as done. */
 int audit_log_append(struct audit_log *log, struct audit_entry *e);

@@ -12,14 +12,22 @@
  * A proof that does not verify proves nothing (the proof may be the bad
  * part) and is only counted.
  *
+ * The chain. Link i (i >= 1) holds when entry i's "prev" decodes to the leaf
+ * hash of entry i - 1, which the tree already holds (level 0); entry 0 must
+ * have none. The first broken link blames one entry (verify.h), unless a
+ * misfit of structure at or before it explains it.
+ *
  * Invariants:
  *  1. No entry is blamed without a signed fact or its own structure: the
  *     bounds of the first entry that does not fit are
  *       first = the lowest index no good fact covers,
  *       last  = min over bad facts of the highest index in it that no good
  *               fact covers, and over the structural findings (an "index"
- *               that is not the position; the first missing entry);
- *     so first <= the true first changed entry <= last.
+ *               that is not the position; the first missing entry) and
+ *               the entry the first broken link blames;
+ *     so first <= the true first changed entry <= last (the chain's part
+ *     holds for one changed entry; with several, an entry at most one
+ *     place after last changed, see verify.h).
  *  2. A bad fact that good facts cover entirely cannot happen with one
  *     honest tree: it is reported as a fork (the site signed two trees that
  *     disagree), never as an entry.
@@ -782,6 +790,127 @@ static int check_structure(const struct audit_entries *entries, uint64_t i, char
 	return DM_ERR_INVALID;
 }
 
+/* ---- the chain ---- */
+
+/* How entry i's "prev" fits entry i - 1 (audit/entry.h). */
+enum link_state {
+	LINK_OK,        /* the leaf hash of entry i - 1; or absent in entry 0 */
+	LINK_NONE,      /* absent in an entry after the first */
+	LINK_MALFORMED, /* not the base64 of a hash, or the entry is no object */
+	LINK_EXTRA,     /* present in entry 0 */
+	LINK_WRONG,     /* a hash, not entry i - 1's */
+};
+
+static enum link_state check_link(const struct run *run, uint64_t i)
+{
+	const uint8_t *entry;
+	size_t len;
+	audit_entries_get(run->in->entries, i, &entry, &len);
+	json_t *root = json_loadb((const char *)entry, len, JSON_REJECT_DUPLICATES, NULL);
+	json_t *prev = json_is_object(root) ? json_object_get(root, "prev") : NULL;
+	enum link_state state;
+	uint8_t hash[MERKLE_HASH_LEN];
+	size_t got = 0;
+	if (!json_is_object(root))
+		state = LINK_MALFORMED;
+	else if (!prev)
+		state = i == 0 ? LINK_OK : LINK_NONE;
+	else if (i == 0)
+		state = LINK_EXTRA;
+	else if (!json_is_string(prev) ||
+	         audit_base64_decode(json_string_value(prev), json_string_length(prev), hash,
+	                             sizeof hash, &got) != DM_OK ||
+	         got != MERKLE_HASH_LEN)
+		state = LINK_MALFORMED;
+	else
+		state = memcmp(hash, run->tree.level[0][i - 1], MERKLE_HASH_LEN) == 0 ? LINK_OK
+		                                                                      : LINK_WRONG;
+	json_decref(root);
+	return state;
+}
+
+/* The first broken link of the chain and the entry it blames (verify.h). */
+struct chain_break {
+	uint64_t link;    /* entry link's "prev" does not fit; UINT64_MAX: none */
+	uint64_t at;      /* the entry blamed */
+	uint64_t last;    /* at, or link when it may be link's "prev" that changed */
+	int signed_as_is; /* good facts cover every entry it could blame */
+	char reason[400];
+};
+
+static void find_chain_break(const struct run *run, struct chain_break *out)
+{
+	uint64_t n = run->in->entries->count;
+	memset(out, 0, sizeof *out);
+	out->link = UINT64_MAX;
+	uint64_t j = 0;
+	enum link_state state = LINK_OK;
+	while (j < n && (state = check_link(run, j)) == LINK_OK)
+		j++;
+	if (j == n)
+		return;
+	out->link = j;
+	/* Entry j is itself at fault when its own "prev" is wrong in form, or
+	 * when the next link breaks too (a change inside its "prev" breaks
+	 * both); otherwise entry j - 1 no longer hashes to what j names. The
+	 * last entry with a well-formed wrong "prev" could be either. */
+	int next_broken = j + 1 < n && check_link(run, j + 1) != LINK_OK;
+	int own = state != LINK_WRONG || next_broken;
+	uint64_t at = own ? j : j - 1, other = own ? (j > 0 ? j - 1 : j) : j;
+	int ambiguous = state == LINK_WRONG && !next_broken && j + 1 == n;
+	/* A good fact proves its entries as signed: blame the other one. */
+	int at_good = good_at(&run->facts, at) != NULL;
+	int other_good = good_at(&run->facts, other) != NULL;
+	if (at_good && !other_good && state == LINK_WRONG) {
+		at = other;
+		ambiguous = 0;
+	} else if (ambiguous && other_good) {
+		ambiguous = 0;
+	}
+	out->signed_as_is = at_good && (other_good || state != LINK_WRONG);
+	out->at = at;
+	out->last = ambiguous ? j : at;
+	switch (state) {
+	case LINK_NONE:
+		set_err(out->reason, sizeof out->reason,
+		        "entry %" PRIu64 ": has no \"prev\": every entry after the first names the "
+		        "hash of the one before it",
+		        j);
+		break;
+	case LINK_MALFORMED:
+		set_err(out->reason, sizeof out->reason,
+		        "entry %" PRIu64 ": its \"prev\" is not the base64 of a %d-byte hash", j,
+		        MERKLE_HASH_LEN);
+		break;
+	case LINK_EXTRA:
+		set_err(out->reason, sizeof out->reason,
+		        "entry 0: has a \"prev\", but the first entry has none");
+		break;
+	default:
+		if (at == j && next_broken)
+			set_err(out->reason, sizeof out->reason,
+			        "entry %" PRIu64
+			        ": changed: its \"prev\" is not the hash of entry %" PRIu64
+			        ", and entry %" PRIu64 "'s \"prev\" is not its hash",
+			        j, j - 1, j + 1);
+		else if (at == j)
+			set_err(out->reason, sizeof out->reason,
+			        "entry %" PRIu64
+			        ": changed: its \"prev\" is not the hash of entry %" PRIu64
+			        ", which is signed as it is",
+			        j, j - 1);
+		else
+			set_err(out->reason, sizeof out->reason,
+			        "entry %" PRIu64
+			        ": changed: its hash is not the \"prev\" of entry %" PRIu64 "%s",
+			        j - 1, j,
+			        ambiguous
+			            ? " (or that \"prev\" was changed: no entry after it tells)"
+			            : "");
+		break;
+	}
+}
+
 /* The largest checkpoint, which the entries must reach. */
 static size_t largest(const struct run *run)
 {
@@ -838,14 +967,14 @@ static int judge(struct run *run, struct audit_verify_result *out)
 		if (x < bad_last || (x == bad_last && f->end - f->start < bad->end - bad->start))
 			bad = f, bad_last = x;
 	}
-	/* Structure: the first misfit no good fact covers (below bad_last; one
-	 * at bad_last is preferred, it says more), and the first one a good
-	 * fact covers, which the site itself signed. */
-	uint64_t limit = bad ? bad_last + 1 : n;
+	/* Structure: the first misfit no good fact covers (one at bad_last is
+	 * preferred to the fact, it says more), and the first one a good fact
+	 * covers, which the site itself signed. */
 	uint64_t shape = UINT64_MAX, signed_shape = UINT64_MAX;
 	char shape_reason[400] = "", signed_reason[400] = "";
+	const char *signed_what = "a malformed entry";
 	enum audit_verdict shape_verdict = AUDIT_BAD_ENTRY;
-	for (uint64_t i = 0; i < limit; i++) {
+	for (uint64_t i = 0; i < n; i++) {
 		int covered = good_at(facts, i) != NULL;
 		if (covered && signed_shape != UINT64_MAX)
 			continue;
@@ -863,14 +992,32 @@ static int judge(struct run *run, struct audit_verify_result *out)
 			break;
 		}
 	}
+	/* The chain: its first broken link, unless a misfit of structure at or
+	 * before it explains it (an entry deleted, inserted or moved breaks the
+	 * link into its place too). */
+	struct chain_break chain;
+	find_chain_break(run, &chain);
+	int by_chain = chain.link != UINT64_MAX && (shape == UINT64_MAX || chain.link < shape);
+	if (by_chain && chain.signed_as_is) {
+		by_chain = 0;
+		if (chain.at < signed_shape) {
+			signed_shape = chain.at;
+			memcpy(signed_reason, chain.reason, sizeof signed_reason);
+			signed_what = "an entry that does not fit the chain";
+		}
+	}
 	int missing = run->cps[largest(run)].size > n;
 
 	uint64_t first = first_unproven(facts);
 	uint64_t last = UINT64_MAX;
-	enum { NONE, BY_FACT, BY_SHAPE, BY_MISSING } kind = NONE;
+	enum { NONE, BY_FACT, BY_CHAIN, BY_SHAPE, BY_MISSING } kind = NONE;
 	if (bad)
 		last = bad_last, kind = BY_FACT;
-	if (shape != UINT64_MAX && shape <= last)
+	/* The chain names an entry no later than the facts do; where both name
+	 * the same one exactly, the signed facts say it. */
+	if (by_chain && (chain.at < last || (chain.at == last && first < last)))
+		last = chain.last < last ? chain.last : last, kind = BY_CHAIN;
+	if (shape != UINT64_MAX && shape <= last && kind != BY_CHAIN)
 		last = shape, kind = BY_SHAPE;
 	if (missing && n < last)
 		last = n, kind = BY_MISSING;
@@ -884,8 +1031,8 @@ static int judge(struct run *run, struct audit_verify_result *out)
 		out->index = out->first = out->last = signed_shape;
 		set_err(out->reason, sizeof out->reason, "%s", signed_reason);
 		set_err(out->note, sizeof out->note,
-		        "note: %s signed this entry as it is: the site logged a malformed entry",
-		        src);
+		        "note: %s signed this entry as it is: the site logged %s", src,
+		        signed_what);
 		return DM_ERR_CRYPTO;
 	}
 	if (kind == NONE)
@@ -893,6 +1040,48 @@ static int judge(struct run *run, struct audit_verify_result *out)
 
 	out->first = first;
 	out->last = last;
+	if (kind == BY_CHAIN) {
+		out->verdict = AUDIT_BAD_ENTRY;
+		out->index = chain.at;
+		set_err(out->reason, sizeof out->reason, "%s", chain.reason);
+		if (first < chain.at) {
+			char span[64];
+			if (first + 1 == chain.at)
+				set_err(span, sizeof span, "entry %" PRIu64 " is", first);
+			else
+				set_err(span, sizeof span, "entries %" PRIu64 " to %" PRIu64 " are",
+				        first, chain.at - 1);
+			set_err(
+			    out->note, sizeof out->note,
+			    "note: the chain names this entry; %s not proven by any checkpoint "
+			    "or proof, so a rewrite of several entries, links and all, starting "
+			    "there cannot be ruled out",
+			    span);
+		}
+		return DM_ERR_CRYPTO;
+	}
+	int chain_holds = chain.link == UINT64_MAX || chain.link > bad_last;
+	if (kind == BY_FACT && chain_holds && first < last) {
+		/* No link breaks up to bad_last: a change of any earlier entry
+		 * alone would break one, so entry bad_last is changed, and so is
+		 * every entry from the first changed one to it. */
+		char src[256];
+		describe_fact(run, bad, src, sizeof src);
+		out->verdict = AUDIT_BAD_ENTRY;
+		out->index = last;
+		set_err(out->reason, sizeof out->reason,
+		        "entry %" PRIu64 ": changed: its hash is not the one %s commits to, and no "
+		        "link of the chain breaks before it",
+		        last, src);
+		set_err(
+		    out->note, sizeof out->note,
+		    "note: if more than this entry was changed, entries from one of %" PRIu64
+		    " to %" PRIu64 " on were rewritten, links and all; checkpoints of sizes in "
+		    "between, or inclusion proofs (GET /v1/audit/proof/inclusion?index=I&size=N) "
+		    "for them with --proofs, tell where",
+		    first, last);
+		return DM_ERR_CRYPTO;
+	}
 	if (kind == BY_FACT) {
 		char src[256];
 		describe_fact(run, bad, src, sizeof src);

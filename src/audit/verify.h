@@ -26,10 +26,33 @@
  * index of the earliest failing fact. Structure adds exact answers: an
  * entry whose "index" is not its position names the place where entries
  * were deleted, inserted or swapped, and a log shorter than a checkpoint
- * names its first missing entry. A change inside an entry that keeps it a
- * well-formed entry with the right index can only be placed between two
- * facts: exactly when checkpoints or proofs bracket it, otherwise as a
- * range (first < last), which the result says.
+ * names its first missing entry.
+ *
+ * The chain names a change inside an entry that keeps it well-formed with
+ * the right index. Every entry i > 0 carries "prev", the leaf hash of entry
+ * i - 1 (audit/entry.h); link i holds when it matches. One changed entry e
+ * breaks link e + 1 (its hash changed), and link e as well when the change
+ * is inside its own "prev". So with j the first broken link, the entry
+ * named is j when link j + 1 is broken too or j's "prev" is missing or
+ * malformed (and entry 0 when it has a "prev"), else j - 1. When no link
+ * breaks up to the last entry a failing fact leaves unproven, that entry is
+ * the one named: a change of any earlier entry alone would break a link.
+ * A misfit of structure at or before j explains a broken link into its
+ * place and is reported instead. What the chain cannot tell:
+ *   - the last entry's "prev" changed to another well-formed hash looks
+ *     like the entry before it changed: entry n - 2 is named, and last is
+ *     n - 1;
+ *   - a writer who changes entry e and rewrites every later "prev" to match
+ *     (all of them signed by no checkpoint the auditor holds) breaks no
+ *     link: only a checkpoint's root catches that. The entry named is then
+ *     the last unproven one of the failing checkpoint, which such a rewrite
+ *     changed too, and first..last stays the range where it can have begun.
+ * So index names the entry that does not fit, exactly when one entry was
+ * changed, and first..last bound it (all three equal when signed facts
+ * bracket it). Against a writer who changed several entries, first stays
+ * a lower bound of the first changed one, and an entry at most one place
+ * after last did change; the note says when such a rewrite is not ruled
+ * out.
  *
  * Ownership: struct audit_entries owns its memory (audit_entries_free);
  * proofs from audit_inclusion_proofs_parse are freed by the caller with
@@ -130,8 +153,10 @@ enum audit_verdict {
 
 struct audit_verify_result {
 	enum audit_verdict verdict;
-	/* Entry verdicts: the reason names entry `index`; the first entry that
-	 * does not fit is one of first..last (all three equal: named exactly). */
+	/* Entry verdicts: the reason names entry `index`, which does not fit;
+	 * the first changed entry is one of first..last (all three equal: signed
+	 * facts name it exactly; otherwise index is exact for one changed entry
+	 * and first allows for a rewrite of several, links and all). */
 	uint64_t index, first, last;
 	char reason[512]; /* one line: "entry 5: …", "entries 4 to 7: …", "checkpoint X: …" */
 	char note[512];   /* a second line, or "" */
