@@ -576,6 +576,8 @@ static void handle_connect(struct conn *conn, const struct mqtt_frame *frame)
 		char why[256];
 		if (tls_peer_identity(conn->ssl, &identity, why, sizeof why) != DM_OK) {
 			dm_info("mqtt: %s: refused: %s", conn->peer, why);
+			if (server->hooks.on_refused)
+				server->hooks.on_refused(server->hooks.arg, conn->peer, why);
 			refuse(conn, conn->version, MQTT_RC_NOT_AUTHORIZED, NULL);
 			return;
 		}
@@ -1009,8 +1011,12 @@ static void on_event(struct bufferevent *bev, short events, void *arg)
 		unsigned long code = bufferevent_get_openssl_error(bev);
 		if (!SSL_is_init_finished(conn->ssl)) {
 			server->stats.tls_handshake_failures++;
-			dm_info("mqtt: %s: TLS handshake failed: %s", conn->peer,
-			        tls_failure_reason(conn->ssl, code));
+			const char *reason = tls_failure_reason(conn->ssl, code);
+			dm_info("mqtt: %s: TLS handshake failed: %s", conn->peer, reason);
+			/* A certificate that did not verify is a refused vehicle;
+			 * a client that merely went away is not. */
+			if (SSL_get_verify_result(conn->ssl) != X509_V_OK && server->hooks.on_refused)
+				server->hooks.on_refused(server->hooks.arg, conn->peer, reason);
 		}
 		while (bufferevent_get_openssl_error(bev) != 0)
 			; /* the rest of this connection's errors, unread */

@@ -118,6 +118,11 @@ struct mqtt_server_hooks {
 	void (*on_publish)(void *arg, const struct mqtt_publish_info *info);
 	/* The session ended (any cause); its session_data may be released now. */
 	void (*on_close)(void *arg, uint64_t session_id, void *session_data);
+	/* A TLS client refused before on_connect because its certificate did
+	 * not verify (revoked, expired, unknown CA) or names no valid vehicle;
+	 * reason is OpenSSL's or ours. The certificate's claims are not to be
+	 * trusted here, so no identity is handed over. May be NULL. */
+	void (*on_refused)(void *arg, const char *peer, const char *reason);
 };
 
 struct mqtt_server_options {

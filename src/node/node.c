@@ -122,6 +122,27 @@ static void connection_refused(struct node *node, const char *reason, const char
 	json_decref(params);
 }
 
+/* A TLS client whose certificate did not verify: no identity can be
+ * trusted, so the entry names none, only why (OpenSSL's reason, cut). */
+static void on_tls_refused(void *arg, const char *peer, const char *reason)
+{
+	struct node *node = arg;
+	node_metrics_refused_connection(&node->metrics, "certificate");
+	if (!node->audit)
+		return;
+	char why[65];
+	snprintf(why, sizeof why, "%s", reason);
+	json_t *params = json_pack("{s:s, s:s}", "reason", "certificate", "tls", why);
+	struct audit_entry e = {
+		.who_kind = "vehicle",
+		.action = "mqtt.connect",
+		.params = params,
+		.outcome = "refused",
+	};
+	audit_log_append(node->audit, &e);
+	json_decref(params);
+}
+
 /* A vehicle not registered here: sent to its home site, or refused. Either
  * way it is named only by its pseudonym (promise 1: a foreign VIN is never
  * written here, not even to the log). */
@@ -749,8 +770,8 @@ int node_main(int argc, char **argv)
 			.max_packet_size = node.config.mqtt_max_packet,
 			.receive_maximum = node.config.mqtt_receive_maximum,
 		};
-		struct mqtt_server_hooks hooks = {&node, on_connect, on_subscribe, on_publish,
-						  on_close};
+		struct mqtt_server_hooks hooks = {&node,    on_connect, on_subscribe,
+						  on_publish, on_close, on_tls_refused};
 		rc = mqtt_server_new(node.base, &mo, &hooks, &node.mqtt);
 	}
 	if (rc == DM_OK && node.config.mqtt_listen[0])

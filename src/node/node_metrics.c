@@ -10,7 +10,8 @@ static const char *const refusal_reasons[] = {
 	"store_failed", "other", NULL};
 static const char *const connection_reasons[] = {
 	"no_credentials", "unknown_vehicle", "redirected_home", "bad_secret",
-	"client_id_not_vin", "username_not_vin", "erased", "shutting_down", "other", NULL};
+	"client_id_not_vin", "username_not_vin", "erased", "certificate", "shutting_down", "other",
+	NULL};
 /* Every pattern of the route table in api/api.c, and the dispatcher's own
  * labels for requests that reach no handler. */
 static const char *const routes[] = {

@@ -48,6 +48,7 @@ vehicle_ca_dir $WORK/trust
 topology $WORK/topology
 catalog $REPO/catalog/signals.catalog
 flush_interval_ms 500
+audit_checkpoint_entries 1
 CONF
 
 # ---- start-up refusals ----
@@ -191,6 +192,15 @@ wait_for 10 grep -q "Received DISCONNECT (135)" "$WORK/sub.log" ||
 	fail "the subscriber was not told: $(cat "$WORK/sub.log")"
 mqtts "$VIN1" "$VIN1" && fail "a revoked certificate was accepted"
 grep -q "TLS handshake failed: certificate revoked" "$WORK/cn.log" || fail "no log line for the revocation"
+# The refused certificate is in the audit log, without the identity it claims.
+out=$(https POST /v1/principals '{"name": "au1", "role": "auditor"}')
+expect_status 201 "$out"
+out=$(TOKEN=$(body "$out" | jq -r .token) https GET "/v1/audit/entries")
+expect_status 200 "$out"
+refusals=$(body "$out" | jq -r '.entries[]' | while read -r e; do base64 -d <<<"$e"; echo; done |
+	jq -c 'select(.action == "mqtt.connect" and .params.reason == "certificate")')
+echo "$refusals" | grep -q '"tls":"certificate revoked"' || fail "the revoked handshake is not audited: $refusals"
+echo "$refusals" | grep -q "$VIN1" && fail "the audit entry trusts the revoked certificate's VIN"
 mqtts "$VIN2" "$VIN2" || fail "an unrevoked certificate was refused after the reload: $PUB_OUT"
 # A reload that fails keeps what is in force.
 rm "$WORK/trust/DE.crl"
