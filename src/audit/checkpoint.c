@@ -61,19 +61,6 @@ static const char SIG_PREFIX[] = "\xE2\x80\x94 ";
 /* The longest base64 this file encodes (roots, signatures, entries). */
 #define B64_INPUT_MAX (1024u * 1024 * 1024)
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	if (!err || err_len == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- text rules ---- */
 
 /* Decodes one UTF-8 sequence at p[0..len): its length, or 0 when it is not
@@ -381,11 +368,11 @@ int audit_verifier_parse(const char *text, size_t len, struct audit_verifier *ou
                          size_t err_len)
 {
 	memset(out, 0, sizeof *out);
-	set_err(err, err_len, "%s", "");
+	dm_format_err(err, err_len, "%s", "");
 	const char *plus1 = memchr(text, '+', len);
 	const char *plus2 = plus1 ? memchr(plus1 + 1, '+', len - (size_t)(plus1 + 1 - text)) : NULL;
 	if (!plus2) {
-		set_err(err, err_len, "a verifier key is NAME+KEYID+KEY: no two '+' found");
+		dm_format_err(err, err_len, "a verifier key is NAME+KEYID+KEY: no two '+' found");
 		return DM_ERR_MALFORMED;
 	}
 	size_t name_len = (size_t)(plus1 - text);
@@ -394,12 +381,12 @@ int audit_verifier_parse(const char *text, size_t len, struct audit_verifier *ou
 	const char *b64 = plus2 + 1;
 	size_t b64_len = len - (size_t)(b64 - text);
 	if (!audit_key_name_valid(text, name_len)) {
-		set_err(err, err_len, "the verifier key's name is not a valid key name");
+		dm_format_err(err, err_len, "the verifier key's name is not a valid key name");
 		return DM_ERR_MALFORMED;
 	}
 	uint32_t key_id = 0;
 	if (hex_len != 8) {
-		set_err(err, err_len, "the verifier key's ID is not 8 hex digits");
+		dm_format_err(err, err_len, "the verifier key's ID is not 8 hex digits");
 		return DM_ERR_MALFORMED;
 	}
 	for (size_t i = 0; i < 8; i++) {
@@ -410,7 +397,7 @@ int audit_verifier_parse(const char *text, size_t len, struct audit_verifier *ou
 		else if (c >= 'a' && c <= 'f')
 			digit = (unsigned)(c - 'a' + 10);
 		else {
-			set_err(err, err_len,
+			dm_format_err(err, err_len,
 			        "the verifier key's ID is not 8 lowercase hex digits");
 			return DM_ERR_MALFORMED;
 		}
@@ -420,18 +407,18 @@ int audit_verifier_parse(const char *text, size_t len, struct audit_verifier *ou
 	size_t typed_len = 0;
 	int rc = audit_base64_decode(b64, b64_len, typed, sizeof typed, &typed_len);
 	if (rc != DM_OK || typed_len == 0) {
-		set_err(err, err_len, "the verifier key's public key is not canonical base64");
+		dm_format_err(err, err_len, "the verifier key's public key is not canonical base64");
 		return DM_ERR_MALFORMED;
 	}
 	if (typed[0] != AUDIT_SIG_TYPE_ED25519) {
-		set_err(err, err_len,
+		dm_format_err(err, err_len,
 		        "the verifier key has signature type 0x%02x; only Ed25519 "
 		        "(0x01) is supported",
 		        typed[0]);
 		return DM_ERR_UNSUPPORTED;
 	}
 	if (typed_len != 1 + AUDIT_KEY_PUBLIC_LEN) {
-		set_err(err, err_len, "the verifier key's Ed25519 public key is not 32 bytes");
+		dm_format_err(err, err_len, "the verifier key's Ed25519 public key is not 32 bytes");
 		return DM_ERR_MALFORMED;
 	}
 	uint32_t expected = 0;
@@ -439,7 +426,7 @@ int audit_verifier_parse(const char *text, size_t len, struct audit_verifier *ou
 	if (rc != DM_OK)
 		return rc;
 	if (expected != key_id) {
-		set_err(err, err_len,
+		dm_format_err(err, err_len,
 		        "the verifier key's ID %08" PRIx32 " does not match its name and key "
 		        "(%08" PRIx32 ")",
 		        key_id, expected);
@@ -526,12 +513,12 @@ static int check_signatures(const char *sigs, size_t len, const char *body, size
 		pos += line_len + 1;
 		lines++;
 		if (lines > AUDIT_NOTE_SIGNATURES_MAX) {
-			set_err(err, err_len, "more than %d signature lines",
+			dm_format_err(err, err_len, "more than %d signature lines",
 			        AUDIT_NOTE_SIGNATURES_MAX);
 			return DM_ERR_TOO_LARGE;
 		}
 		if (line_len < SIG_PREFIX_LEN || memcmp(line, SIG_PREFIX, SIG_PREFIX_LEN) != 0) {
-			set_err(err, err_len,
+			dm_format_err(err, err_len,
 			        "signature line %zu does not start with an em dash and a space",
 			        lines);
 			return DM_ERR_MALFORMED;
@@ -540,7 +527,7 @@ static int check_signatures(const char *sigs, size_t len, const char *body, size
 		size_t rest = line_len - SIG_PREFIX_LEN;
 		const char *space = memchr(name, ' ', rest);
 		if (!space) {
-			set_err(err, err_len, "signature line %zu has no space after the key name",
+			dm_format_err(err, err_len, "signature line %zu has no space after the key name",
 			        lines);
 			return DM_ERR_MALFORMED;
 		}
@@ -548,18 +535,18 @@ static int check_signatures(const char *sigs, size_t len, const char *body, size
 		const char *b64 = space + 1;
 		size_t b64_len = rest - name_len - 1;
 		if (!audit_key_name_valid(name, name_len)) {
-			set_err(err, err_len, "signature line %zu: not a valid key name", lines);
+			dm_format_err(err, err_len, "signature line %zu: not a valid key name", lines);
 			return DM_ERR_MALFORMED;
 		}
 		if (b64_len > (FOREIGN_SIG_MAX + 2) / 3 * 4) {
-			set_err(err, err_len, "signature line %zu: signature too long", lines);
+			dm_format_err(err, err_len, "signature line %zu: signature too long", lines);
 			return DM_ERR_TOO_LARGE;
 		}
 		uint8_t blob[FOREIGN_SIG_MAX];
 		size_t blob_len = 0;
 		if (audit_base64_decode(b64, b64_len, blob, sizeof blob, &blob_len) != DM_OK ||
 		    blob_len < 5) {
-			set_err(
+			dm_format_err(
 			    err, err_len,
 			    "signature line %zu: the signature is not canonical base64 of a key "
 			    "ID and a signature",
@@ -573,7 +560,7 @@ static int check_signatures(const char *sigs, size_t len, const char *body, size
 			continue;
 		if (blob_len != 4 + AUDIT_SIGNATURE_LEN ||
 		    ed25519_verify(verifier, body, body_len, blob + 4) != DM_OK) {
-			set_err(err, err_len,
+			dm_format_err(err, err_len,
 			        "signature line %zu: the signature of %s (key ID %08" PRIx32
 			        ") does not verify",
 			        lines, verifier->name, verifier->key_id);
@@ -582,7 +569,7 @@ static int check_signatures(const char *sigs, size_t len, const char *body, size
 		ours++;
 	}
 	if (ours == 0) {
-		set_err(err, err_len, "no signature of %s (key ID %08" PRIx32 ")", verifier->name,
+		dm_format_err(err, err_len, "no signature of %s (key ID %08" PRIx32 ")", verifier->name,
 		        verifier->key_id);
 		return DM_ERR_CRYPTO;
 	}
@@ -606,33 +593,33 @@ static int parse_body(const char *body, size_t len, const char *expected_origin,
 	const char *line;
 	size_t line_len;
 	if (pos >= len) {
-		set_err(err, err_len, "the checkpoint has no origin line");
+		dm_format_err(err, err_len, "the checkpoint has no origin line");
 		return DM_ERR_MALFORMED;
 	}
 	next_line(body, len, &pos, &line, &line_len);
 	if (line_len == 0) {
-		set_err(err, err_len, "the checkpoint's origin line is empty");
+		dm_format_err(err, err_len, "the checkpoint's origin line is empty");
 		return DM_ERR_MALFORMED;
 	}
 	/* line_len < AUDIT_CHECKPOINT_BODY_MAX: the body is within its limit. */
 	memcpy(out->origin, line, line_len);
 	out->origin[line_len] = '\0';
 	if (expected_origin && strcmp(out->origin, expected_origin) != 0) {
-		set_err(err, err_len, "the checkpoint's origin is not %s", expected_origin);
+		dm_format_err(err, err_len, "the checkpoint's origin is not %s", expected_origin);
 		return DM_ERR_INVALID;
 	}
 	if (pos >= len) {
-		set_err(err, err_len, "the checkpoint has no tree size line");
+		dm_format_err(err, err_len, "the checkpoint has no tree size line");
 		return DM_ERR_MALFORMED;
 	}
 	next_line(body, len, &pos, &line, &line_len);
 	if (audit_parse_decimal(line, line_len, AUDIT_CHECKPOINT_SIZE_MAX, &out->size) != DM_OK) {
-		set_err(err, err_len,
+		dm_format_err(err, err_len,
 		        "the checkpoint's tree size is not a canonical decimal below 2^63");
 		return DM_ERR_MALFORMED;
 	}
 	if (pos >= len) {
-		set_err(err, err_len, "the checkpoint has no root hash line");
+		dm_format_err(err, err_len, "the checkpoint has no root hash line");
 		return DM_ERR_MALFORMED;
 	}
 	next_line(body, len, &pos, &line, &line_len);
@@ -640,27 +627,27 @@ static int parse_body(const char *body, size_t len, const char *expected_origin,
 	if (line_len != ROOT_B64_LEN ||
 	    audit_base64_decode(line, line_len, out->root, sizeof out->root, &root_len) != DM_OK ||
 	    root_len != MERKLE_HASH_LEN) {
-		set_err(err, err_len,
+		dm_format_err(err, err_len,
 		        "the checkpoint's root hash is not canonical base64 of 32 "
 		        "bytes");
 		return DM_ERR_MALFORMED;
 	}
 	if (pos >= len) {
-		set_err(err, err_len, "the checkpoint has no time line");
+		dm_format_err(err, err_len, "the checkpoint has no time line");
 		return DM_ERR_MALFORMED;
 	}
 	next_line(body, len, &pos, &line, &line_len);
 	uint64_t time_ms = 0;
 	if (line_len < 5 || memcmp(line, "time ", 5) != 0 ||
 	    audit_parse_decimal(line + 5, line_len - 5, INT64_MAX, &time_ms) != DM_OK) {
-		set_err(err, err_len,
+		dm_format_err(err, err_len,
 		        "the checkpoint's fourth line is not 'time <ms>' with a "
 		        "canonical decimal");
 		return DM_ERR_MALFORMED;
 	}
 	out->time_ms = (int64_t)time_ms;
 	if (pos < len) {
-		set_err(err, err_len, "the checkpoint has a line after its time line");
+		dm_format_err(err, err_len, "the checkpoint has a line after its time line");
 		return DM_ERR_MALFORMED;
 	}
 	return DM_OK;
@@ -670,18 +657,18 @@ int audit_note_open(const char *note, size_t len, const struct audit_verifier *v
                     size_t *text_len, char *err, size_t err_len)
 {
 	*text_len = 0;
-	set_err(err, err_len, "%s", "");
+	dm_format_err(err, err_len, "%s", "");
 	if (len > AUDIT_NOTE_MAX) {
-		set_err(err, err_len, "the note is %zu bytes, more than %d", len, AUDIT_NOTE_MAX);
+		dm_format_err(err, err_len, "the note is %zu bytes, more than %d", len, AUDIT_NOTE_MAX);
 		return DM_ERR_TOO_LARGE;
 	}
 	if (len == 0 || note[len - 1] != '\n') {
-		set_err(err, err_len, "the note does not end in a newline");
+		dm_format_err(err, err_len, "the note does not end in a newline");
 		return DM_ERR_MALFORMED;
 	}
 	size_t bad = first_bad_char((const uint8_t *)note, len);
 	if (bad < len) {
-		set_err(err, err_len,
+		dm_format_err(err, err_len,
 		        "byte %zu of the note is a control character or not valid UTF-8", bad);
 		return DM_ERR_MALFORMED;
 	}
@@ -695,17 +682,17 @@ int audit_note_open(const char *note, size_t len, const struct audit_verifier *v
 		}
 	}
 	if (split == len) {
-		set_err(err, err_len, "no blank line between the text and the signatures");
+		dm_format_err(err, err_len, "no blank line between the text and the signatures");
 		return DM_ERR_MALFORMED;
 	}
 	if (split == 0) {
-		set_err(err, err_len, "the note's text is empty");
+		dm_format_err(err, err_len, "the note's text is empty");
 		return DM_ERR_MALFORMED;
 	}
 	size_t body_len = split + 1; /* the text includes its final newline */
 	size_t sigs = split + 2;
 	if (sigs >= len) {
-		set_err(err, err_len, "no signature lines after the blank line");
+		dm_format_err(err, err_len, "no signature lines after the blank line");
 		return DM_ERR_MALFORMED;
 	}
 	int rc = check_signatures(note + sigs, len - sigs, note, body_len, verifier, err, err_len);
@@ -722,7 +709,7 @@ int audit_checkpoint_open(const char *text, size_t len, const struct audit_verif
 	size_t body_len = 0;
 	int rc = audit_note_open(text, len, verifier, &body_len, err, err_len);
 	if (rc == DM_OK && body_len > AUDIT_CHECKPOINT_BODY_MAX) {
-		set_err(err, err_len, "the checkpoint text is %zu bytes, more than %d", body_len,
+		dm_format_err(err, err_len, "the checkpoint text is %zu bytes, more than %d", body_len,
 		        AUDIT_CHECKPOINT_BODY_MAX);
 		rc = DM_ERR_TOO_LARGE;
 	}

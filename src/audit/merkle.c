@@ -108,15 +108,14 @@ void merkle_empty_root(uint8_t out[MERKLE_HASH_LEN])
 
 /* ---- shapes ------------------------------------------------------------ */
 
-static unsigned floor_log2(uint64_t n) /* n > 0 */
+unsigned merkle_floor_log2(uint64_t n)
 {
 	return 63u - (unsigned)__builtin_clzll(n);
 }
 
-/* k of RFC 9162: the largest power of two smaller than n (n >= 2). */
-static uint64_t split_point(uint64_t n)
+uint64_t merkle_split(uint64_t n)
 {
-	return (uint64_t)1 << floor_log2(n - 1);
+	return (uint64_t)1 << merkle_floor_log2(n - 1);
 }
 
 static int is_power_of_two(uint64_t n)
@@ -179,8 +178,8 @@ int merkle_inclusion_proof(const struct merkle_source *src, uint64_t index, uint
 	uint64_t start = 0, n = size, m = index;
 	size_t len = 0;
 	while (n > 1) {
-		uint64_t k = split_point(n);
-		unsigned k_level = floor_log2(k);
+		uint64_t k = merkle_split(n);
+		unsigned k_level = merkle_floor_log2(k);
 		int rc;
 		if (m < k) {
 			rc = range_hash(src, start + k, n - k, proof[len]);
@@ -213,8 +212,8 @@ int merkle_consistency_proof(const struct merkle_source *src, uint64_t old_size,
 	int whole = 1;
 	size_t len = 0;
 	while (m != n) {
-		uint64_t k = split_point(n);
-		unsigned k_level = floor_log2(k);
+		uint64_t k = merkle_split(n);
+		unsigned k_level = merkle_floor_log2(k);
 		int rc;
 		if (m <= k) {
 			rc = range_hash(src, start + k, n - k, proof[len]);

@@ -39,6 +39,12 @@ int merkle_node_hash(const uint8_t left[MERKLE_HASH_LEN], const uint8_t right[ME
 /* SHA-256 of nothing (a constant; cannot fail). */
 void merkle_empty_root(uint8_t out[MERKLE_HASH_LEN]);
 
+/* The shape of the tree: floor(log2 n) for n > 0, and k of RFC 9162, the
+ * largest power of two smaller than n (n >= 2), where a tree of n leaves
+ * splits into its left and right subtrees. */
+unsigned merkle_floor_log2(uint64_t n);
+uint64_t merkle_split(uint64_t n);
+
 /* Where proofs and roots read hashes from: the hash of the perfect subtree
  * of 2^level leaves starting at leaf index << level. Returns DM_OK, or an
  * error that the caller passes on (DM_ERR_IO, DM_ERR_NOT_FOUND). */

@@ -49,19 +49,7 @@
 
 #include "util/alloc.h"
 #include "util/err.h"
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	if (!err || err_len == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
+#include "util/file.h"
 
 /* ---- entries ---- */
 
@@ -139,7 +127,7 @@ static int for_each_json(const char *text, size_t len, const char *name,
 {
 	size_t pos = skip_space(text, len, 0), nth = 0;
 	if (pos == len) {
-		set_err(err, err_len, "%s: no JSON object in it", name);
+		dm_format_err(err, err_len, "%s: no JSON object in it", name);
 		return DM_ERR_MALFORMED;
 	}
 	while (pos < len) {
@@ -147,7 +135,7 @@ static int for_each_json(const char *text, size_t len, const char *name,
 		json_t *value = json_loadb(text + pos, len - pos,
 		                           JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &jerr);
 		if (!value) {
-			set_err(err, err_len, "%s: not JSON near byte %zu: %s", name,
+			dm_format_err(err, err_len, "%s: not JSON near byte %zu: %s", name,
 			        pos + (size_t)(jerr.position > 0 ? jerr.position : 0), jerr.text);
 			return DM_ERR_MALFORMED;
 		}
@@ -173,7 +161,7 @@ static int add_export(json_t *value, size_t nth, void *arg)
 	struct export_state *st = arg;
 	json_t *list = json_is_object(value) ? json_object_get(value, "entries") : NULL;
 	if (!json_is_array(list)) {
-		set_err(st->err, st->err_len,
+		dm_format_err(st->err, st->err_len,
 		        "%s: export %zu is not an object with an \"entries\" array", st->name,
 		        nth + 1);
 		return DM_ERR_MALFORMED;
@@ -185,11 +173,11 @@ static int add_export(json_t *value, size_t nth, void *arg)
 		                                json_string_length(item))
 		             : DM_ERR_MALFORMED;
 		if (rc == DM_ERR_NOMEM) {
-			set_err(st->err, st->err_len, "%s: out of memory", st->name);
+			dm_format_err(st->err, st->err_len, "%s: out of memory", st->name);
 			return rc;
 		}
 		if (rc != DM_OK) {
-			set_err(st->err, st->err_len,
+			dm_format_err(st->err, st->err_len,
 			        "%s: export %zu, entries[%zu] (log index %" PRIu64
 			        "): not canonical base64 of at most %u bytes",
 			        st->name, nth + 1, i, st->entries->count, AUDIT_ENTRY_MAX);
@@ -204,7 +192,7 @@ int audit_entries_add_export(struct audit_entries *entries, const char *text, si
 {
 	uint64_t count = entries->count;
 	size_t bytes = entries->bytes.len;
-	set_err(err, err_len, "%s", "");
+	dm_format_err(err, err_len, "%s", "");
 	struct export_state st = {entries, name, err, err_len};
 	int rc = for_each_json(text, len, name, add_export, &st, err, err_len);
 	if (rc != DM_OK) {
@@ -222,11 +210,11 @@ int audit_entry_index(const void *entry, size_t len, uint64_t *index, char *err,
 	int rc = DM_ERR_MALFORMED;
 	json_t *ix = json_is_object(root) ? json_object_get(root, "index") : NULL;
 	if (!root)
-		set_err(err, err_len, "not JSON (%s)", jerr.text);
+		dm_format_err(err, err_len, "not JSON (%s)", jerr.text);
 	else if (!json_is_object(root))
-		set_err(err, err_len, "not a JSON object");
+		dm_format_err(err, err_len, "not a JSON object");
 	else if (!json_is_integer(ix) || json_integer_value(ix) < 0)
-		set_err(err, err_len, "has no non-negative integer \"index\"");
+		dm_format_err(err, err_len, "has no non-negative integer \"index\"");
 	else {
 		*index = (uint64_t)json_integer_value(ix);
 		rc = DM_OK;
@@ -253,19 +241,19 @@ static int proof_from_json(json_t *obj, struct audit_inclusion_proof *p, const c
 	json_t *hashes = json_is_object(obj) ? json_object_get(obj, "hashes") : NULL;
 	if (!json_is_object(obj) || get_uint(obj, "index", &p->index) != DM_OK ||
 	    get_uint(obj, "size", &p->size) != DM_OK || !json_is_array(hashes)) {
-		set_err(err, err_len,
+		dm_format_err(err, err_len,
 		        "%s: proof %zu is not {\"index\": I, \"size\": N, \"hashes\": [...]} with "
 		        "non-negative integers",
 		        name, nth + 1);
 		return DM_ERR_MALFORMED;
 	}
 	if (p->index >= p->size) {
-		set_err(err, err_len, "%s: proof %zu: index %" PRIu64 " is not below size %" PRIu64,
+		dm_format_err(err, err_len, "%s: proof %zu: index %" PRIu64 " is not below size %" PRIu64,
 		        name, nth + 1, p->index, p->size);
 		return DM_ERR_MALFORMED;
 	}
 	if (json_array_size(hashes) > MERKLE_MAX_PROOF) {
-		set_err(err, err_len, "%s: proof %zu has more than %d hashes", name, nth + 1,
+		dm_format_err(err, err_len, "%s: proof %zu has more than %d hashes", name, nth + 1,
 		        MERKLE_MAX_PROOF);
 		return DM_ERR_TOO_LARGE;
 	}
@@ -276,7 +264,7 @@ static int proof_from_json(json_t *obj, struct audit_inclusion_proof *p, const c
 		    audit_base64_decode(json_string_value(h), json_string_length(h), p->hashes[i],
 		                        MERKLE_HASH_LEN, &got) != DM_OK ||
 		    got != MERKLE_HASH_LEN) {
-			set_err(err, err_len,
+			dm_format_err(err, err_len,
 			        "%s: proof %zu, hashes[%zu]: not canonical base64 of 32 bytes",
 			        name, nth + 1, i);
 			return DM_ERR_MALFORMED;
@@ -300,7 +288,7 @@ static int add_proof(json_t *obj, struct proofs_state *st)
 		size_t cap = st->cap ? st->cap * 2 : 8;
 		struct audit_inclusion_proof *grown = dm_realloc(st->proofs, cap * sizeof *grown);
 		if (!grown) {
-			set_err(st->err, st->err_len, "%s: out of memory", st->name);
+			dm_format_err(st->err, st->err_len, "%s: out of memory", st->name);
 			return DM_ERR_NOMEM;
 		}
 		st->proofs = grown;
@@ -331,7 +319,7 @@ int audit_inclusion_proofs_parse(const char *text, size_t len, const char *name,
 {
 	*out = NULL;
 	*count = 0;
-	set_err(err, err_len, "%s", "");
+	dm_format_err(err, err_len, "%s", "");
 	struct proofs_state st = {.name = name, .err = err, .err_len = err_len};
 	int rc = for_each_json(text, len, name, add_proofs, &st, err, err_len);
 	if (rc != DM_OK) {
@@ -398,28 +386,14 @@ static int tree_subtree(void *arg, unsigned level, uint64_t index, uint8_t out[M
 	return DM_OK;
 }
 
-static unsigned floor_log2(uint64_t n) /* n > 0 */
-{
-	unsigned l = 0;
-	while (n >>= 1)
-		l++;
-	return l;
-}
-
-/* The largest power of two below n (n > 1): where RFC 9162 splits. */
-static uint64_t split_of(uint64_t n)
-{
-	return (uint64_t)1 << floor_log2(n - 1);
-}
-
 /* MTH(D[start : start + count]), count >= 1, within the tree. */
 static int tree_range(const struct tree *tree, uint64_t start, uint64_t count,
                       uint8_t out[MERKLE_HASH_LEN])
 {
 	if ((count & (count - 1)) == 0 && start % count == 0)
-		return tree_subtree((void *)tree, floor_log2(count), start >> floor_log2(count),
+		return tree_subtree((void *)tree, merkle_floor_log2(count), start >> merkle_floor_log2(count),
 		                    out);
-	uint64_t k = split_of(count);
+	uint64_t k = merkle_split(count);
 	uint8_t left[MERKLE_HASH_LEN], right[MERKLE_HASH_LEN];
 	int rc = tree_range(tree, start, k, left);
 	if (rc == DM_OK)
@@ -437,7 +411,7 @@ static size_t path_ranges(uint64_t index, uint64_t size, uint64_t start[MERKLE_M
 	uint64_t at = 0, n = size, m = index;
 	size_t k = 0;
 	while (n > 1 && k < MERKLE_MAX_PROOF) {
-		uint64_t split = split_of(n);
+		uint64_t split = merkle_split(n);
 		if (m < split) {
 			start[k] = at + split, count[k] = n - split;
 			n = split;
@@ -578,11 +552,11 @@ static void describe_fact(const struct run *run, const struct fact *f, char *out
 	const struct audit_verify_checkpoint *c = &run->in->checkpoints[f->checkpoint];
 	const struct audit_checkpoint *cp = &run->cps[f->checkpoint];
 	if (f->proof < 0) {
-		set_err(out, len, "%scheckpoint %s (size %" PRIu64 ")",
+		dm_format_err(out, len, "%scheckpoint %s (size %" PRIu64 ")",
 		        c->trusted ? "trusted " : "", c->label, cp->size);
 	} else {
 		const struct audit_inclusion_proof *p = &run->in->proofs[f->proof];
-		set_err(out, len,
+		dm_format_err(out, len,
 		        "the inclusion proof of entry %" PRIu64 " in %s (size %" PRIu64
 		        ", verified under checkpoint %s)",
 		        p->index, run->in->proofs_label ? run->in->proofs_label : "the proofs",
@@ -600,13 +574,13 @@ static int open_checkpoints(struct run *run, struct audit_verify_result *out)
 		int rc = audit_checkpoint_open(c->text, c->len, in->key, NULL, &run->cps[i], err,
 		                               sizeof err);
 		if (rc == DM_OK && origin && strcmp(run->cps[i].origin, origin) != 0) {
-			set_err(err, sizeof err, "its origin is '%.100s', not '%.100s'",
+			dm_format_err(err, sizeof err, "its origin is '%.100s', not '%.100s'",
 			        run->cps[i].origin, origin);
 			rc = DM_ERR_INVALID;
 		}
 		if (rc != DM_OK) {
 			out->verdict = AUDIT_BAD_CHECKPOINT;
-			set_err(out->reason, sizeof out->reason, "checkpoint %s: %s", c->label,
+			dm_format_err(out->reason, sizeof out->reason, "checkpoint %s: %s", c->label,
 			        err);
 			return DM_ERR_CRYPTO;
 		}
@@ -617,7 +591,7 @@ static int open_checkpoints(struct run *run, struct audit_verify_result *out)
 		if (run->cps[i].size == 0 &&
 		    memcmp(run->cps[i].root, empty, MERKLE_HASH_LEN) != 0) {
 			out->verdict = AUDIT_BAD_CHECKPOINT;
-			set_err(out->reason, sizeof out->reason,
+			dm_format_err(out->reason, sizeof out->reason,
 			        "checkpoint %s: size 0 with a root that is not the empty tree's",
 			        c->label);
 			return DM_ERR_CRYPTO;
@@ -639,7 +613,7 @@ static int open_checkpoints(struct run *run, struct audit_verify_result *out)
 			out->verdict = AUDIT_FORK;
 			out->first = 0;
 			out->last = a->size ? a->size - 1 : 0;
-			set_err(out->reason, sizeof out->reason,
+			dm_format_err(out->reason, sizeof out->reason,
 			        "checkpoints %s and %s both have size %" PRIu64
 			        " but different roots: the site signed two different logs (a fork)",
 			        in->checkpoints[run->order[i - 1]].label,
@@ -724,12 +698,12 @@ static int find_fork(struct run *run, struct audit_verify_result *out)
 		out->verdict = AUDIT_FORK;
 		out->first = bad->start;
 		out->last = bad->end - 1;
-		set_err(out->reason, sizeof out->reason,
+		dm_format_err(out->reason, sizeof out->reason,
 		        "%s and %s disagree about entries %" PRIu64 " to %" PRIu64
 		        ": the site signed two different logs (a fork, or history rewritten "
 		        "after the first was handed out)",
 		        a, b, bad->start, bad->end - 1);
-		set_err(out->note, sizeof out->note, "note: the entries given fit %s",
+		dm_format_err(out->note, sizeof out->note, "note: the entries given fit %s",
 		        good ? b : "the other checkpoints");
 		return DM_ERR_CRYPTO;
 	}
@@ -748,7 +722,7 @@ static int check_structure(const struct audit_entries *entries, uint64_t i, char
 	char why[200];
 	*verdict = AUDIT_BAD_ENTRY;
 	if (audit_entry_index(entry, entry_len, &index, why, sizeof why) != DM_OK) {
-		set_err(reason, len, "entry %" PRIu64 ": not an audit entry: %s", i, why);
+		dm_format_err(reason, len, "entry %" PRIu64 ": not an audit entry: %s", i, why);
 		return DM_ERR_MALFORMED;
 	}
 	if (index == i)
@@ -765,24 +739,24 @@ static int check_structure(const struct audit_entries *entries, uint64_t i, char
 			next = UINT64_MAX;
 	}
 	if (index == i + 1 && next == i) {
-		set_err(reason, len,
+		dm_format_err(reason, len,
 		        "entry %" PRIu64 ": entries %" PRIu64 " and %" PRIu64
 		        " are swapped (this place holds the entry of index %" PRIu64 ")",
 		        i, i, i + 1, i + 1);
 	} else if (index > i && (i + 1 == entries->count || next == index + 1)) {
 		*verdict = AUDIT_MISSING_ENTRY;
-		set_err(reason, len,
+		dm_format_err(reason, len,
 		        "entry %" PRIu64 ": missing: the entry at this place has index %" PRIu64
 		        ", so %" PRIu64 " entr%s from %" PRIu64 " on %s gone",
 		        i, index, index - i, index - i == 1 ? "y" : "ies", i,
 		        index - i == 1 ? "is" : "are");
 	} else if (i > 0 && index == i - 1) {
-		set_err(reason, len,
+		dm_format_err(reason, len,
 		        "entry %" PRIu64 ": has index %" PRIu64
 		        " like the entry before it: an entry was repeated or inserted",
 		        i, index);
 	} else {
-		set_err(reason, len,
+		dm_format_err(reason, len,
 		        "entry %" PRIu64 ": says index %" PRIu64
 		        ", not its place: the entry was changed or moved",
 		        i, index);
@@ -872,35 +846,35 @@ static void find_chain_break(const struct run *run, struct chain_break *out)
 	out->last = ambiguous ? j : at;
 	switch (state) {
 	case LINK_NONE:
-		set_err(out->reason, sizeof out->reason,
+		dm_format_err(out->reason, sizeof out->reason,
 		        "entry %" PRIu64 ": has no \"prev\": every entry after the first names the "
 		        "hash of the one before it",
 		        j);
 		break;
 	case LINK_MALFORMED:
-		set_err(out->reason, sizeof out->reason,
+		dm_format_err(out->reason, sizeof out->reason,
 		        "entry %" PRIu64 ": its \"prev\" is not the base64 of a %d-byte hash", j,
 		        MERKLE_HASH_LEN);
 		break;
 	case LINK_EXTRA:
-		set_err(out->reason, sizeof out->reason,
+		dm_format_err(out->reason, sizeof out->reason,
 		        "entry 0: has a \"prev\", but the first entry has none");
 		break;
 	default:
 		if (at == j && next_broken)
-			set_err(out->reason, sizeof out->reason,
+			dm_format_err(out->reason, sizeof out->reason,
 			        "entry %" PRIu64
 			        ": changed: its \"prev\" is not the hash of entry %" PRIu64
 			        ", and entry %" PRIu64 "'s \"prev\" is not its hash",
 			        j, j - 1, j + 1);
 		else if (at == j)
-			set_err(out->reason, sizeof out->reason,
+			dm_format_err(out->reason, sizeof out->reason,
 			        "entry %" PRIu64
 			        ": changed: its \"prev\" is not the hash of entry %" PRIu64
 			        ", which is signed as it is",
 			        j, j - 1);
 		else
-			set_err(out->reason, sizeof out->reason,
+			dm_format_err(out->reason, sizeof out->reason,
 			        "entry %" PRIu64
 			        ": changed: its hash is not the \"prev\" of entry %" PRIu64 "%s",
 			        j - 1, j,
@@ -932,17 +906,17 @@ static void missing_reason(const struct run *run, char *out, size_t len)
 			later = i;
 	char why[256];
 	if (later < in->checkpoint_count)
-		set_err(why, sizeof why,
+		dm_format_err(why, sizeof why,
 		        "; checkpoint %s (size %" PRIu64
 		        ") was signed after it: the log was rolled back",
 		        in->checkpoints[later].label, run->cps[later].size);
 	else if (c->trusted)
-		set_err(why, sizeof why,
+		dm_format_err(why, sizeof why,
 		        ": the log was truncated or rolled back after that checkpoint was "
 		        "handed out");
 	else
-		set_err(why, sizeof why, ": the log was truncated");
-	set_err(out, len,
+		dm_format_err(why, sizeof why, ": the log was truncated");
+	dm_format_err(out, len,
 	        "entry %" PRIu64 ": missing: %scheckpoint %s (size %" PRIu64 ") commits to %" PRIu64
 	        " entries, the log given ends at %" PRIu64 "%s",
 	        n, c->trusted ? "trusted " : "", c->label, cp->size, cp->size, n, why);
@@ -1029,8 +1003,8 @@ static int judge(struct run *run, struct audit_verify_result *out)
 			describe_fact(run, g, src, sizeof src);
 		out->verdict = AUDIT_BAD_ENTRY;
 		out->index = out->first = out->last = signed_shape;
-		set_err(out->reason, sizeof out->reason, "%s", signed_reason);
-		set_err(out->note, sizeof out->note,
+		dm_format_err(out->reason, sizeof out->reason, "%s", signed_reason);
+		dm_format_err(out->note, sizeof out->note,
 		        "note: %s signed this entry as it is: the site logged %s", src,
 		        signed_what);
 		return DM_ERR_CRYPTO;
@@ -1043,15 +1017,15 @@ static int judge(struct run *run, struct audit_verify_result *out)
 	if (kind == BY_CHAIN) {
 		out->verdict = AUDIT_BAD_ENTRY;
 		out->index = chain.at;
-		set_err(out->reason, sizeof out->reason, "%s", chain.reason);
+		dm_format_err(out->reason, sizeof out->reason, "%s", chain.reason);
 		if (first < chain.at) {
 			char span[64];
 			if (first + 1 == chain.at)
-				set_err(span, sizeof span, "entry %" PRIu64 " is", first);
+				dm_format_err(span, sizeof span, "entry %" PRIu64 " is", first);
 			else
-				set_err(span, sizeof span, "entries %" PRIu64 " to %" PRIu64 " are",
+				dm_format_err(span, sizeof span, "entries %" PRIu64 " to %" PRIu64 " are",
 				        first, chain.at - 1);
-			set_err(
+			dm_format_err(
 			    out->note, sizeof out->note,
 			    "note: the chain names this entry; %s not proven by any checkpoint "
 			    "or proof, so a rewrite of several entries, links and all, starting "
@@ -1069,11 +1043,11 @@ static int judge(struct run *run, struct audit_verify_result *out)
 		describe_fact(run, bad, src, sizeof src);
 		out->verdict = AUDIT_BAD_ENTRY;
 		out->index = last;
-		set_err(out->reason, sizeof out->reason,
+		dm_format_err(out->reason, sizeof out->reason,
 		        "entry %" PRIu64 ": changed: its hash is not the one %s commits to, and no "
 		        "link of the chain breaks before it",
 		        last, src);
-		set_err(
+		dm_format_err(
 		    out->note, sizeof out->note,
 		    "note: if more than this entry was changed, entries from one of %" PRIu64
 		    " to %" PRIu64 " on were rewritten, links and all; checkpoints of sizes in "
@@ -1088,16 +1062,16 @@ static int judge(struct run *run, struct audit_verify_result *out)
 		out->verdict = AUDIT_BAD_ENTRY;
 		out->index = first;
 		if (first == last) {
-			set_err(out->reason, sizeof out->reason,
+			dm_format_err(out->reason, sizeof out->reason,
 			        "entry %" PRIu64 ": changed: its hash is not the one %s commits to",
 			        first, src);
 		} else {
-			set_err(out->reason, sizeof out->reason,
+			dm_format_err(out->reason, sizeof out->reason,
 			        "entries %" PRIu64 " to %" PRIu64
 			        ": the first changed entry is one of these (%s does not match "
 			        "them; nothing signed narrows it further)",
 			        first, last, src);
-			set_err(out->note, sizeof out->note,
+			dm_format_err(out->note, sizeof out->note,
 			        "note: to name it, give checkpoints of sizes in between, or "
 			        "inclusion proofs (GET /v1/audit/proof/inclusion?index=I&size=N) "
 			        "for entries %" PRIu64 " to %" PRIu64 " with --proofs",
@@ -1108,13 +1082,13 @@ static int judge(struct run *run, struct audit_verify_result *out)
 	out->index = last;
 	if (kind == BY_SHAPE) {
 		out->verdict = shape_verdict;
-		set_err(out->reason, sizeof out->reason, "%s", shape_reason);
+		dm_format_err(out->reason, sizeof out->reason, "%s", shape_reason);
 	} else {
 		out->verdict = AUDIT_MISSING_ENTRY;
 		missing_reason(run, out->reason, sizeof out->reason);
 	}
 	if (first < last)
-		set_err(out->note, sizeof out->note,
+		dm_format_err(out->note, sizeof out->note,
 		        "note: entries %" PRIu64 " to %" PRIu64
 		        " are not proven by any checkpoint or proof either, so an earlier change "
 		        "among them cannot be ruled out",
@@ -1154,12 +1128,12 @@ int audit_verify_log(const struct audit_verify_input *in, struct audit_verify_re
 		/* Without a checkpoint of size > 0 nothing is proven, only shaped. */
 		out->proven = run.cps[big].size;
 		if (in->entries->count > run.cps[big].size)
-			set_err(out->note, sizeof out->note,
+			dm_format_err(out->note, sizeof out->note,
 			        "note: entries %" PRIu64 " to %" PRIu64
 			        " are newer than every checkpoint: checked for form only",
 			        run.cps[big].size, in->entries->count - 1);
 		else if (run.proofs_failed || run.proofs_unmatched)
-			set_err(out->note, sizeof out->note,
+			dm_format_err(out->note, sizeof out->note,
 			        "note: %zu inclusion proof(s) did not verify and %zu match no "
 			        "checkpoint: not used",
 			        run.proofs_failed, run.proofs_unmatched);
@@ -1185,16 +1159,16 @@ int audit_verify_inclusion(const struct audit_verifier *key, const char *origin,
 	struct audit_checkpoint local;
 	if (!cp)
 		cp = &local;
-	set_err(reason, reason_len, "%s", "");
+	dm_format_err(reason, reason_len, "%s", "");
 	char err[300];
 	int rc =
 	    audit_checkpoint_open(checkpoint, checkpoint_len, key, origin, cp, err, sizeof err);
 	if (rc != DM_OK) {
-		set_err(reason, reason_len, "checkpoint: %s", err);
+		dm_format_err(reason, reason_len, "checkpoint: %s", err);
 		return rc;
 	}
 	if (cp->size != proof->size) {
-		set_err(reason, reason_len,
+		dm_format_err(reason, reason_len,
 		        "the proof is for a tree of size %" PRIu64
 		        ", the checkpoint has size %" PRIu64 ": fetch the proof for size=%" PRIu64,
 		        proof->size, cp->size, cp->size);
@@ -1202,12 +1176,12 @@ int audit_verify_inclusion(const struct audit_verifier *key, const char *origin,
 	}
 	uint64_t index;
 	if (audit_entry_index(entry, entry_len, &index, err, sizeof err) != DM_OK) {
-		set_err(reason, reason_len, "entry %" PRIu64 ": not an audit entry: %s",
+		dm_format_err(reason, reason_len, "entry %" PRIu64 ": not an audit entry: %s",
 		        proof->index, err);
 		return DM_ERR_CRYPTO;
 	}
 	if (index != proof->index) {
-		set_err(reason, reason_len,
+		dm_format_err(reason, reason_len,
 		        "entry %" PRIu64 ": the entry given says index %" PRIu64
 		        ", the proof is for index %" PRIu64,
 		        proof->index, index, proof->index);
@@ -1221,14 +1195,14 @@ int audit_verify_inclusion(const struct audit_verifier *key, const char *origin,
 	                             (const uint8_t(*)[MERKLE_HASH_LEN])proof->hashes, proof->count,
 	                             cp->root);
 	if (rc == DM_ERR_INVALID) {
-		set_err(reason, reason_len,
+		dm_format_err(reason, reason_len,
 		        "entry %" PRIu64 ": a proof for index %" PRIu64 " in size %" PRIu64
 		        " cannot have %zu hashes",
 		        proof->index, proof->index, proof->size, proof->count);
 		return DM_ERR_INVALID;
 	}
 	if (rc != DM_OK) {
-		set_err(reason, reason_len,
+		dm_format_err(reason, reason_len,
 		        "entry %" PRIu64 ": not in the log the checkpoint signed (the proof does "
 		        "not lead from this entry to the checkpoint's root)",
 		        proof->index);

@@ -1,6 +1,7 @@
 #include "util/file.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <stdint.h>
@@ -196,4 +197,14 @@ int dm_fsync_dir(const char *dir)
 	if (fd >= 0)
 		close(fd);
 	return rc;
+}
+
+void dm_format_err(char *err, size_t err_len, const char *fmt, ...)
+{
+	if (!err || err_len == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
 }

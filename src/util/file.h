@@ -61,6 +61,11 @@ int dm_fsync_dir(const char *dir);
  * slashes of path are ignored). NULL when memory ran out. */
 char *dm_parent_dir(const char *path);
 
+/* Writes a message into err, truncated to err_len; nothing when err is NULL
+ * or err_len 0 (the callers' optional message buffers). */
+void dm_format_err(char *err, size_t err_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Writes "NAME:LINE: message" (or "NAME: message" when line is 0) into err,
  * truncated to err_len; err may be NULL when err_len is 0. */
 void dm_vformat_at(char *err, size_t err_len, const char *name, size_t line, const char *fmt,
