@@ -14,6 +14,13 @@
  * Only then does the handler run. An erased vehicle's samples answer 410
  * Gone, with when and by whom it was erased.
  *
+ * Audit (promise 4): every authenticated call of a route with an audit
+ * action is recorded in the audit log before its answer leaves, and the
+ * answer is a 503 instead when it cannot be. A call that changes something
+ * (POST, DELETE) is also recorded as "started" before its handler runs, and
+ * not run when that fails; the two entries share the request id, which the
+ * answer carries as X-Request-Id.
+ *
  * Limits: request bodies of at most 64 KiB, headers of at most 8 KiB, and a
  * 30 s timeout per connection, so a slow or oversized client cannot hold the
  * loop or its memory. Query parameters are parsed strictly: an unknown
@@ -84,6 +91,9 @@ struct call {
 	const char *who_kind;
 	const char *who_role;
 	char object[128];
+	/* The vehicle a handler acted on when the path does not name it (an
+	 * erasure request's id names no VIN): recorded as params "vin". */
+	char subject_vin[VIN_LEN + 1];
 	char request_id[17];
 };
 
@@ -118,16 +128,22 @@ static json_t *query_params(struct call *call)
 	return params;
 }
 
-/* Records the call in the audit log before its answer leaves (promise 4):
- * returns 0 when it could not be recorded, and the answer must not go.
- * A call without a valid token is not recorded: it did nothing, and
- * recording it would let anyone fill the log (and its disk) for free. */
-static int audited(struct call *call, int status)
+/* Appends the call's audit entry with this outcome and status (0: none);
+ * returns 0 when it could not be recorded. A call without a valid token is
+ * not recorded: it did nothing, and recording it would let anyone fill the
+ * log (and its disk) for free. */
+static int record_call(struct call *call, const char *outcome, int status)
 {
 	struct audit_log *log = call->api->opt.audit;
 	if (!log || !call->action || !call->who_kind)
 		return 1;
 	json_t *params = query_params(call);
+	if (call->subject_vin[0]) {
+		if (!params)
+			params = json_object();
+		if (params)
+			json_object_set_new(params, "vin", json_string(call->subject_vin));
+	}
 	json_t *object = call->object[0] ? json_string(call->object) : NULL;
 	struct audit_entry e = {
 		.request = call->request_id,
@@ -137,17 +153,26 @@ static int audited(struct call *call, int status)
 		.action = call->action,
 		.object = object ? call->object : call->object[0] ? "(not UTF-8)" : NULL,
 		.params = params,
-		.outcome = status < 300 ? "ok"
-			   : status == 401 || status == 403 ? "denied"
-			   : status == 410 ? "gone"
-			   : status < 500 ? "refused"
-					  : "error",
+		.outcome = outcome,
 		.status = status,
 	};
 	int rc = audit_log_append(log, &e);
 	json_decref(params);
 	json_decref(object);
 	return rc == DM_OK;
+}
+
+/* Records the call's outcome before its answer leaves (promise 4): returns
+ * 0 when it could not be recorded, and the answer must not go. */
+static int audited(struct call *call, int status)
+{
+	return record_call(call,
+			   status < 300		       ? "ok"
+			   : status == 401 || status == 403 ? "denied"
+			   : status == 410		       ? "gone"
+			   : status < 500		       ? "refused"
+						       : "error",
+			   status);
 }
 
 static void reply_json(struct call *call, int status, json_t *body)
@@ -1026,6 +1051,7 @@ static void decide_request(struct call *call, const char *param, size_t len, int
 		reply_error(call, 500, "reading the erasure request failed: %s", dm_strerror(rc));
 		return;
 	}
+	snprintf(call->subject_vin, sizeof call->subject_vin, "%s", r.vin);
 	if (strcmp(r.status, "pending") != 0) {
 		reply_error(call, 409, "erasure request %lld was %s by %s already", (long long)id,
 			    r.status, r.decided_by);
@@ -1073,14 +1099,6 @@ static void reject_request(struct call *call, const char *param, size_t len)
 	decide_request(call, param, len, 0);
 }
 
-/* ---- routing ---- */
-
-/* Every route, in one table: its pattern (a "{...}" segment matches one
- * path segment, handed to the handler), its method, the roles that may call
- * it (ROUTE_OPEN: anyone, no token asked), and its handler. An owner on a
- * route whose parameter is {vin} is held to their own vehicles (see the top
- * of this file). GET /v1/routes shows the table, and the end-to-end role
- * test (tests/e2e/test_roles.sh) walks every route in it with every role. */
 /* ---- the audit log (auditor) ---- */
 
 static void reply_text(struct call *call, int status, const struct dm_buf *text)
@@ -1251,6 +1269,15 @@ static void get_consistency_proof(struct call *call, const char *param, size_t l
 	reply_proof(call, rc, "from", from, "to", to, proof, count);
 }
 
+/* ---- routing ---- */
+
+/* Every route, in one table: its pattern (a "{...}" segment matches one
+ * path segment, handed to the handler), its method, the roles that may call
+ * it (ROUTE_OPEN: anyone, no token asked), its handler and its audit
+ * action. An owner on a route whose parameter is {vin} is held to their own
+ * vehicles (see the top of this file). GET /v1/routes shows the table, and
+ * the end-to-end role test (tests/e2e/test_roles.sh) walks every route in
+ * it with every role. */
 struct route {
 	const char *pattern;
 	enum evhttp_cmd_type method;
@@ -1444,6 +1471,17 @@ static void dispatch(struct call *call)
 			call->action = NULL;
 			reply_error(call, 503, "the audit log has failed: nothing is done until the "
 					       "node is restarted");
+			return;
+		}
+		/* A call that changes something is recorded as started before
+		 * its handler runs: should the log fail to record the outcome
+		 * after the change is made, the change still left its trace.
+		 * Reads need no such entry: their data leaves only after the
+		 * outcome is recorded. */
+		if (routes[i].method != EVHTTP_REQ_GET && !record_call(call, "started", 0)) {
+			call->action = NULL;
+			reply_error(call, 503, "the audit log cannot record this call, so nothing "
+					       "was done");
 			return;
 		}
 		routes[i].handler(call, param, param_len);

@@ -1306,6 +1306,9 @@ size_t mqtt_server_recheck_tls(struct mqtt_server *server)
 		dm_info("mqtt: %s: its client certificate no longer verifies (%s): disconnected",
 		        conn->peer, why);
 		closed++;
+		if (server->hooks.on_trust_lost)
+			server->hooks.on_trust_lost(server->hooks.arg, conn->session_id,
+			                            conn->session_data, why);
 		if (conn->version == MQTT_V5 &&
 		    send_encoded(conn, mqtt_encode_disconnect(&server->scratch, MQTT_V5,
 		                                              MQTT_RC_NOT_AUTHORIZED, NULL)) != DM_OK)

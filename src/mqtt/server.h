@@ -123,6 +123,11 @@ struct mqtt_server_hooks {
 	 * reason is OpenSSL's or ours. The certificate's claims are not to be
 	 * trusted here, so no identity is handed over. May be NULL. */
 	void (*on_refused)(void *arg, const char *peer, const char *reason);
+	/* An open session closed by mqtt_server_recheck_tls because its
+	 * certificate no longer verifies (reason: OpenSSL's); called before
+	 * on_close. May be NULL. */
+	void (*on_trust_lost)(void *arg, uint64_t session_id, void *session_data,
+			      const char *reason);
 };
 
 struct mqtt_server_options {

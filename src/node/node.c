@@ -73,6 +73,7 @@ struct node {
 	struct keystore *keystore; /* the jurisdiction's KEK; NULL with store_encryption off */
 	struct principals *principals; /* the API's callers and their roles */
 	struct audit_log *audit;       /* every access and change, signed checkpoints */
+	int compaction_failing;        /* the last compaction failed (audited once) */
 };
 
 /* ---- MQTT hooks ---- */
@@ -545,6 +546,31 @@ static void on_commit(void *arg, size_t records, size_t bytes, uint64_t fsync_ns
 	node_metrics_commit(&node->metrics, records, bytes, fsync_ns);
 }
 
+/* The last step of an erasure: the erased vehicles' blocks are gone from
+ * the store's files. Recorded when it completed an erasure or removed
+ * something, and when it fails (it is retried every flush tick: only the
+ * first failure of a run is recorded). */
+static void on_compacted(void *arg, int status, const struct db_stats *removed)
+{
+	struct node *node = arg;
+	int failed_before = node->compaction_failing;
+	node->compaction_failing = status != DM_OK;
+	if (!node->audit || (status == DM_OK && !removed->vehicles && !removed->blocks) ||
+	    (status != DM_OK && failed_before))
+		return;
+	json_t *params = json_pack("{s:I, s:I, s:I}", "vehicles", (json_int_t)removed->vehicles,
+				   "blocks", (json_int_t)removed->blocks, "samples",
+				   (json_int_t)removed->samples);
+	struct audit_entry e = {
+		.who_kind = "node",
+		.action = "store.compact",
+		.params = params,
+		.outcome = status == DM_OK ? "ok" : "error",
+	};
+	audit_log_append(node->audit, &e);
+	json_decref(params);
+}
+
 /* ---- TLS ---- */
 
 /* The jurisdictions whose vehicle CAs the MQTT listener trusts: ours and
@@ -593,8 +619,9 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 	char err[PATH_MAX + 512];
 	int rc = tls_reload_trust(node->mqtt_tls, node->config.vehicle_ca_dir, node->trusted,
 				  node->trusted_count, err, sizeof err);
+	size_t closed = 0;
 	if (rc == DM_OK) {
-		size_t closed = mqtt_server_recheck_tls(node->mqtt);
+		closed = mqtt_server_recheck_tls(node->mqtt);
 		dm_info("SIGHUP: vehicle CAs and CRLs of %zu jurisdictions reloaded from %s; %zu "
 			"connected vehicles no longer verify and were disconnected",
 			node->trusted_count, node->config.vehicle_ca_dir, closed);
@@ -603,6 +630,43 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 		dm_error("SIGHUP: vehicle CAs and CRLs not reloaded, the previous ones stay in "
 			 "force: %s",
 			 err);
+	if (!node->audit)
+		return;
+	json_t *params = json_pack("{s:s, s:I, s:I}", "what", "vehicle_trust", "jurisdictions",
+				   (json_int_t)(rc == DM_OK ? node->trusted_count : 0),
+				   "disconnected", (json_int_t)closed);
+	struct audit_entry e = {
+		.who_kind = "node",
+		.action = "node.reload",
+		.params = params,
+		.outcome = rc == DM_OK ? "ok" : "error",
+	};
+	audit_log_append(node->audit, &e);
+	json_decref(params);
+}
+
+/* A connected vehicle whose certificate no longer verifies after a reload
+ * (revoked, or its CRL expired): disconnected, and recorded by VIN (only
+ * vehicles registered here hold sessions). */
+static void on_trust_lost(void *arg, uint64_t session_id, void *session_data, const char *reason)
+{
+	struct node *node = arg;
+	const struct fleet_vehicle *vehicle = session_data;
+	if (!node->audit)
+		return;
+	char why[65];
+	snprintf(why, sizeof why, "%s", reason);
+	json_t *params = json_pack("{s:s, s:s}", "reason", "certificate", "tls", why);
+	struct audit_entry e = {
+		.who_kind = "vehicle",
+		.who = vehicle ? vehicle->record.vin : NULL,
+		.action = "mqtt.disconnect",
+		.params = params,
+		.outcome = "refused",
+		.status = MQTT_RC_NOT_AUTHORIZED,
+	};
+	audit_log_append(node->audit, &e);
+	json_decref(params);
 }
 
 static int usage(void)
@@ -757,6 +821,7 @@ int node_main(int argc, char **argv)
 			.on_flush = on_flush,
 			.on_block = on_block,
 			.on_commit = on_commit,
+			.on_compacted = on_compacted,
 			.arg = &node,
 		};
 		rc = engine_open(node.base, &eo, &node.engine);
@@ -771,7 +836,8 @@ int node_main(int argc, char **argv)
 			.receive_maximum = node.config.mqtt_receive_maximum,
 		};
 		struct mqtt_server_hooks hooks = {&node,    on_connect, on_subscribe,
-						  on_publish, on_close, on_tls_refused};
+						  on_publish, on_close, on_tls_refused,
+						  on_trust_lost};
 		rc = mqtt_server_new(node.base, &mo, &hooks, &node.mqtt);
 	}
 	if (rc == DM_OK && node.config.mqtt_listen[0])

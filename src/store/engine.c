@@ -164,6 +164,11 @@ struct engine {
 	int compact_now;             /* guarded by lock: an erasure asks for compaction */
 	int compact_pending;         /* guarded by lock: erased blocks may remain */
 	struct db_stats compacted;   /* guarded by lock: what compaction removed */
+	uint64_t erased_waiting;     /* guarded by lock: erasures no compaction completed */
+	int compaction_finished;     /* guarded by lock: last_compaction not reported */
+	int last_compaction_status;  /* guarded by lock */
+	struct db_stats last_compaction; /* guarded by lock: removed since the last success */
+	struct event *compaction_done;
 	int kek_unsettled;           /* a KEK rotation did not finish: wrap nothing */
 };
 
@@ -666,7 +671,39 @@ static void compact(struct engine *engine)
 	engine->compacted.blocks += removed.blocks;
 	engine->compacted.block_bytes += removed.block_bytes;
 	engine->compacted.samples += removed.samples;
+	/* What the attempts since the last success removed, reported once one
+	 * succeeds or fails; a busy reader (DM_ERR_STATE) is no failure, the
+	 * next tick tries again. */
+	engine->last_compaction.blocks += removed.blocks;
+	engine->last_compaction.block_bytes += removed.block_bytes;
+	engine->last_compaction.samples += removed.samples;
+	if (rc != DM_ERR_STATE) {
+		engine->last_compaction.vehicles = rc == DM_OK ? engine->erased_waiting : 0;
+		engine->last_compaction_status = rc;
+		engine->compaction_finished = 1;
+	}
+	if (rc == DM_OK)
+		engine->erased_waiting = 0;
 	pthread_mutex_unlock(&engine->lock);
+}
+
+/* Hands the last compaction's outcome to on_compacted (loop, or close). */
+static void report_compaction(struct engine *engine)
+{
+	pthread_mutex_lock(&engine->lock);
+	int finished = engine->compaction_finished, status = engine->last_compaction_status;
+	struct db_stats removed = engine->last_compaction;
+	engine->compaction_finished = 0;
+	if (finished && status == DM_OK)
+		memset(&engine->last_compaction, 0, sizeof engine->last_compaction);
+	pthread_mutex_unlock(&engine->lock);
+	if (finished && engine->opt.on_compacted)
+		engine->opt.on_compacted(engine->opt.arg, status, &removed);
+}
+
+static void on_compaction_done(evutil_socket_t fd, short what, void *arg)
+{
+	report_compaction(arg);
 }
 
 static void *flush_thread(void *arg)
@@ -683,8 +720,10 @@ static void *flush_thread(void *arg)
 		engine->compact_now = 0;
 		pthread_mutex_unlock(&engine->lock);
 		int rc = g ? flush_generation(engine, g) : DM_OK;
-		if (compacting)
+		if (compacting) {
 			compact(engine);
+			event_active(engine->compaction_done, 0, 0);
+		}
 		pthread_mutex_lock(&engine->lock);
 		if (g) {
 			engine->to_flush = NULL;
@@ -893,7 +932,8 @@ int engine_open(struct event_base *base, const struct engine_options *options,
 	if (rc == DM_OK) {
 		engine->flush_timer = event_new(base, -1, EV_PERSIST, on_flush_timer, engine);
 		engine->flush_done = event_new(base, -1, 0, on_flush_done, engine);
-		if (!engine->flush_timer || !engine->flush_done)
+		engine->compaction_done = event_new(base, -1, 0, on_compaction_done, engine);
+		if (!engine->flush_timer || !engine->flush_done || !engine->compaction_done)
 			rc = DM_ERR_NOMEM;
 	}
 	if (rc == DM_OK) {
@@ -950,11 +990,14 @@ void engine_close(struct engine *engine)
 			flush_generation(engine, engine->active);
 		if (engine->compact_pending || engine->compact_now)
 			compact(engine);
+		report_compaction(engine);
 	}
 	if (engine->flush_timer)
 		event_free(engine->flush_timer);
 	if (engine->flush_done)
 		event_free(engine->flush_done);
+	if (engine->compaction_done)
+		event_free(engine->compaction_done);
 	generation_free(engine->frozen);
 	generation_free(engine->active);
 	payload_decoder_free(engine->replay_decoder);
@@ -1320,6 +1363,7 @@ int engine_erase(struct engine *engine, struct fleet_vehicle *vehicle, const cha
 	pthread_mutex_lock(&engine->lock);
 	engine->compact_now = 1;
 	engine->compact_pending = 1;
+	engine->erased_waiting++;
 	pthread_cond_signal(&engine->wake);
 	pthread_mutex_unlock(&engine->lock);
 	if (!engine->flush_busy)

@@ -70,6 +70,12 @@ struct engine_options {
 	/* Called on the flush thread for every block written, for metrics. */
 	void (*on_block)(void *arg, size_t samples, size_t bytes);
 	void (*on_commit)(void *arg, size_t records, size_t bytes, uint64_t fsync_ns);
+	/* Called on the loop (or in engine_close) after every compaction of
+	 * erased vehicles' data: its status, and what it removed, where
+	 * removed->vehicles counts the erasures it completed (those since the
+	 * last compaction that succeeded). A failed compaction is retried
+	 * every flush tick and reported every time. May be NULL. */
+	void (*on_compacted)(void *arg, int status, const struct db_stats *removed);
 	void *arg;
 };
 

@@ -38,9 +38,12 @@ as() {
 	OUT=$(cat "$WORK/out")
 }
 
-# The auditor keeps the checkpoint handed out now, as a trusted old one.
-wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx 8" ||
-	fail "no checkpoint of the first 8 entries"
+# The auditor keeps the checkpoint handed out now, as a trusted old one:
+# node.start, then a "started" and an outcome entry for each of 4
+# principals and 3 registrations.
+OLD=15
+wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx $OLD" ||
+	fail "no checkpoint of the first $OLD entries"
 as "$AUDITOR" GET /v1/audit/checkpoint
 cp "$WORK/out" "$WORK/old.ckpt"
 
@@ -69,10 +72,13 @@ ID=$(jq -r .id <<<"$OUT")
 as "$OFFICER" POST "/v1/erasure-requests/$ID/approve"
 [ "$STATUS" = 200 ] || fail "approval: $STATUS $OUT"
 
-# Export: the entries, the key and a checkpoint that covers them all.
-want="node.start principal.add principal.add principal.add vehicle.register vehicle.register
-vehicle.register principal.add fleet.aggregate vehicle.samples mqtt.connect erasure.request
-erasure.approve"
+# Export: the entries, the key and a checkpoint that covers them all. A
+# call that changes something has two entries, "started" and its outcome;
+# the erasure's last step, the compaction, is the node's own.
+want="node.start principal.add principal.add principal.add principal.add principal.add
+principal.add vehicle.register vehicle.register vehicle.register vehicle.register
+vehicle.register vehicle.register principal.add principal.add fleet.aggregate vehicle.samples
+mqtt.connect erasure.request erasure.request erasure.approve erasure.approve store.compact"
 count=$(wc -w <<<"$want")
 wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx $count" ||
 	fail "no checkpoint of $count entries"
@@ -90,13 +96,21 @@ got=$(jq -r .action "$WORK/entries.txt" | paste -sd' ')
 [ "$got" = "$(echo $want)" ] || fail "entries: got '$got', want '$(echo $want)'"
 [ "$(jq -r .index "$WORK/entries.txt" | paste -sd' ')" = "$(seq 0 $((count - 1)) | paste -sd' ')" ] ||
 	fail "indexes: $(jq -c .index "$WORK/entries.txt" | paste -sd' ')"
-# entry ACTION CONDITION: the one entry of ACTION meets the jq CONDITION.
+# entry ACTION CONDITION: the one outcome entry of ACTION meets the jq
+# CONDITION.
 entry() {
-	jq -c --arg a "$1" 'select(.action == $a)' "$WORK/entries.txt" | jq -e "$2" >/dev/null ||
-		fail "the $1 entry: $(grep "\"$1\"" "$WORK/entries.txt")"
+	jq -c --arg a "$1" 'select(.action == $a and .outcome != "started")' "$WORK/entries.txt" |
+		jq -e "$2" >/dev/null || fail "the $1 entry: $(grep "\"$1\"" "$WORK/entries.txt")"
 }
 entry vehicle.samples '.who == {"kind": "principal", "name": "ow1", "role": "owner"} and .object == "'"$VIN1"'" and .params.signal == "Vehicle.Speed" and .outcome == "ok"'
-entry erasure.approve '.who.name == "po1" and .status == 200 and .outcome == "ok"'
+entry erasure.approve '.who.name == "po1" and .status == 200 and .outcome == "ok" and .params.vin == "'"$VIN1"'"'
+entry store.compact '.who.kind == "node" and .outcome == "ok" and .params.vehicles == 1'
+# Every "started" entry is followed by its outcome: the same action, who
+# and request id, and no status of its own.
+jq -s -e '[range(length - 1) as $i | .[$i] as $a | .[$i + 1] as $b | select($a.outcome == "started")
+	| ($b.action == $a.action and $b.request == $a.request and $b.who == $a.who and $b.outcome != "started"
+	   and ($a | has("status") | not))] | length == 9 and all' "$WORK/entries.txt" >/dev/null ||
+	fail "started entries without their outcome: $(jq -c 'select(.outcome == "started")' "$WORK/entries.txt")"
 entry mqtt.connect '.outcome == "refused" and .who.kind == "vehicle" and (.who.name | length) > 0'
 entry fleet.aggregate '.who.role == "analyst" and .params.fn == "avg"'
 # The chain: entry 0 has no "prev"; every later one has the base64 of
@@ -123,28 +137,31 @@ grep -q "^OK" "$WORK/verify.out" || fail "audit verify said: $(cat "$WORK/verify
 # Entries no checkpoint signs are not passed as verified.
 "$DOMICILE" audit verify --key-file "$WORK/key" --checkpoint "$WORK/old.ckpt" "$WORK/entries.json" \
 	>"$WORK/verify.out" 2>&1 && fail "entries past the checkpoint passed: $(cat "$WORK/verify.out")"
-grep -q "^entries 8 to $((count - 1)): not signed" "$WORK/verify.out" || fail "unsigned entries: $(cat "$WORK/verify.out")"
+grep -q "^entries $OLD to $((count - 1)): not signed" "$WORK/verify.out" || fail "unsigned entries: $(cat "$WORK/verify.out")"
 
+# The entry tampered with below: the owner's read, and the one before it.
+T=$(jq -r 'select(.action == "vehicle.samples") | .index' "$WORK/entries.txt")
+B=$((T - 1))
 # One entry's inclusion proof, from the API, checked offline.
-as "$AUDITOR" GET "/v1/audit/proof/inclusion?index=9&size=$count"
+as "$AUDITOR" GET "/v1/audit/proof/inclusion?index=$T&size=$count"
 cp "$WORK/out" "$WORK/proof.json"
 "$DOMICILE" audit verify-inclusion --key-file "$WORK/key" --checkpoint "$WORK/latest.ckpt" \
-	--proof "$WORK/proof.json" --entry "$(jq -r '.entries[9]' "$WORK/entries.json")" >"$WORK/incl.out" 2>&1 ||
+	--proof "$WORK/proof.json" --entry "$(jq -r --argjson t "$T" '.entries[$t]' "$WORK/entries.json")" >"$WORK/incl.out" 2>&1 ||
 	fail "inclusion proof: $(cat "$WORK/incl.out")"
 
-# Entry 9 deleted: named. Entry 9 with one byte changed: named by the
+# The entry deleted: named. The entry with one byte changed: named by the
 # chain, without proofs, and by a neighbour's inclusion proof.
-jq '.entries |= del(.[9])' "$WORK/entries.json" >"$WORK/deleted.json"
+jq --argjson t "$T" '.entries |= del(.[$t])' "$WORK/entries.json" >"$WORK/deleted.json"
 verify "$WORK/deleted.json" && fail "a deleted entry was not noticed"
-grep -q "^entry 9: missing" "$WORK/verify.out" || fail "deletion: $(cat "$WORK/verify.out")"
-changed=$(jq -r '.entries[9]' "$WORK/entries.json" | base64 -d | sed 's/"status":200/"status":201/' | base64 -w0)
-jq --arg e "$changed" '.entries[9] = $e' "$WORK/entries.json" >"$WORK/changed.json"
+grep -q "^entry $T: missing" "$WORK/verify.out" || fail "deletion: $(cat "$WORK/verify.out")"
+changed=$(jq -r --argjson t "$T" '.entries[$t]' "$WORK/entries.json" | base64 -d | sed 's/"status":200/"status":201/' | base64 -w0)
+jq --arg e "$changed" --argjson t "$T" '.entries[$t] = $e' "$WORK/entries.json" >"$WORK/changed.json"
 verify "$WORK/changed.json" && fail "a changed entry was not noticed"
-grep -q "^entry 9: changed" "$WORK/verify.out" || fail "change: $(cat "$WORK/verify.out")"
-as "$AUDITOR" GET "/v1/audit/proof/inclusion?index=8&size=$count"
-printf '{"index": 8, "size": %s, "hashes": %s}' "$count" "$(jq -c .hashes <<<"$OUT")" >"$WORK/proof8.json"
-verify --proofs "$WORK/proof8.json" "$WORK/changed.json" && fail "a changed entry was not noticed"
-grep -q "^entry 9: changed" "$WORK/verify.out" || fail "change with a proof: $(cat "$WORK/verify.out")"
+grep -q "^entry $T: changed" "$WORK/verify.out" || fail "change: $(cat "$WORK/verify.out")"
+as "$AUDITOR" GET "/v1/audit/proof/inclusion?index=$B&size=$count"
+printf '{"index": %s, "size": %s, "hashes": %s}' "$B" "$count" "$(jq -c .hashes <<<"$OUT")" >"$WORK/proofB.json"
+verify --proofs "$WORK/proofB.json" "$WORK/changed.json" && fail "a changed entry was not noticed"
+grep -q "^entry $T: changed" "$WORK/verify.out" || fail "change with a proof: $(cat "$WORK/verify.out")"
 
 # A restart adds node.stop and node.start, and the log still verifies.
 stop_node TERM

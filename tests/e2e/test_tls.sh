@@ -195,18 +195,32 @@ grep -q "TLS handshake failed: certificate revoked" "$WORK/cn.log" || fail "no l
 # The refused certificate is in the audit log, without the identity it claims.
 out=$(https POST /v1/principals '{"name": "au1", "role": "auditor"}')
 expect_status 201 "$out"
-out=$(TOKEN=$(body "$out" | jq -r .token) https GET "/v1/audit/entries")
-expect_status 200 "$out"
-refusals=$(body "$out" | jq -r '.entries[]' | while read -r e; do base64 -d <<<"$e"; echo; done |
-	jq -c 'select(.action == "mqtt.connect" and .params.reason == "certificate")')
+AUDITOR=$(body "$out" | jq -r .token)
+# audit_entries JQ_FILTER: the audit log's entries that pass the filter.
+audit_entries() {
+	local out
+	out=$(TOKEN=$AUDITOR https GET "/v1/audit/entries")
+	expect_status 200 "$out"
+	body "$out" | jq -r '.entries[]' | while read -r e; do base64 -d <<<"$e"; echo; done |
+		jq -c "select($1)"
+}
+refusals=$(audit_entries '.action == "mqtt.connect" and .params.reason == "certificate"')
 echo "$refusals" | grep -q '"tls":"certificate revoked"' || fail "the revoked handshake is not audited: $refusals"
 echo "$refusals" | grep -q "$VIN1" && fail "the audit entry trusts the revoked certificate's VIN"
+# The reload, and the session it ended, are in the log too.
+audit_entries '.action == "node.reload"' | jq -e 'select(.outcome == "ok" and .params.disconnected == 1)' >/dev/null ||
+	fail "the reload is not audited: $(audit_entries '.action == "node.reload"')"
+audit_entries '.action == "mqtt.disconnect"' |
+	jq -e 'select(.who.name == "'"$VIN1"'" and .status == 135 and .params.tls == "certificate revoked")' >/dev/null ||
+	fail "the forced disconnect is not audited: $(audit_entries '.action == "mqtt.disconnect"')"
 mqtts "$VIN2" "$VIN2" || fail "an unrevoked certificate was refused after the reload: $PUB_OUT"
 # A reload that fails keeps what is in force.
 rm "$WORK/trust/DE.crl"
 kill -HUP "$NODE_PID"
 wait_for 10 grep -q "SIGHUP: vehicle CAs and CRLs not reloaded.*DE.crl" "$WORK/cn.log" ||
 	fail "no error for the failed reload"
+audit_entries '.action == "node.reload" and .outcome == "error"' | grep -q . ||
+	fail "the failed reload is not audited"
 mqtts "$VIN2" "$VIN2" || fail "refused after a failed reload: $PUB_OUT"
 mqtts "$VIN1" "$VIN1" && fail "revocation lost by a failed reload"
 kill -0 "$NODE_PID" || fail "the node died"
