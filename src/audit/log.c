@@ -13,6 +13,10 @@
  *     append that succeeded); every entry appended after the first carries
  *     it, in base64, as "prev" (audit/entry.h). A failed append leaves it
  *     as it was.
+ *  4. For every kind of bounded entry: `recorded` entries were appended
+ *     since window_start, and `suppressed` were counted instead (between
+ *     first_ms and last_ms) and not yet summarised; a window's count is
+ *     summarised before the kind's next window opens and before close.
  */
 #include "audit/log.h"
 
@@ -29,6 +33,19 @@
 
 #define DEFAULT_CHECKPOINT_ENTRIES 1000
 #define DEFAULT_CHECKPOINT_SECONDS 60
+#define DEFAULT_BURST 20
+#define DEFAULT_WINDOW_MS 10000
+#define MAX_KINDS 16
+#define KIND_MAX 47
+
+/* One kind of bounded entry (invariant 4). */
+struct bounded_kind {
+	char name[KIND_MAX + 1]; /* "" : unused */
+	int64_t window_start;
+	unsigned recorded;
+	uint64_t suppressed;
+	int64_t first_ms, last_ms;
+};
 
 struct audit_log {
 	struct audit_store *store;
@@ -41,6 +58,9 @@ struct audit_log {
 	uint64_t checkpoint_size;
 	int have_checkpoint;
 	uint8_t last_leaf[MERKLE_HASH_LEN]; /* invariant 3 */
+	unsigned burst;
+	int64_t window_ms;
+	struct bounded_kind kinds[MAX_KINDS];
 };
 
 /* The leaf hash of the store's last entry into log->last_leaf (invariant
@@ -81,9 +101,40 @@ static int sign_checkpoint(struct audit_log *log)
 	return DM_OK;
 }
 
+/* Records what kind k suppressed, if anything (invariant 4). */
+static void summarise(struct audit_log *log, struct bounded_kind *k)
+{
+	if (!k->suppressed)
+		return;
+	json_t *params = json_pack("{s:I, s:I, s:I}", "count", (json_int_t)k->suppressed, "from",
+				   (json_int_t)k->first_ms, "to", (json_int_t)k->last_ms);
+	struct audit_entry e = {
+		.who_kind = "node",
+		.action = "audit.suppressed",
+		.object = k->name,
+		.params = params,
+		.outcome = "ok",
+	};
+	/* On failure the count is kept: the store is failed for good then,
+	 * and the error was logged by audit_log_append. */
+	if (params && audit_log_append(log, &e) == DM_OK)
+		k->suppressed = 0;
+	json_decref(params);
+}
+
+/* Summarises every kind whose window ended by now (all of them: now is
+ * INT64_MAX). */
+static void summarise_ended(struct audit_log *log, int64_t now)
+{
+	for (size_t i = 0; i < MAX_KINDS && log->kinds[i].name[0]; i++)
+		if (now == INT64_MAX || now - log->kinds[i].window_start >= log->window_ms)
+			summarise(log, &log->kinds[i]);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct audit_log *log = arg;
+	summarise_ended(log, dm_now_ms());
 	if (audit_store_size(log->store) != log->checkpoint_size)
 		sign_checkpoint(log);
 }
@@ -103,6 +154,8 @@ int audit_log_open(struct event_base *base, const struct audit_log_options *opti
 		options->checkpoint_entries ? options->checkpoint_entries : DEFAULT_CHECKPOINT_ENTRIES;
 	unsigned seconds =
 		options->checkpoint_seconds ? options->checkpoint_seconds : DEFAULT_CHECKPOINT_SECONDS;
+	log->burst = options->burst ? options->burst : DEFAULT_BURST;
+	log->window_ms = options->window_ms ? options->window_ms : DEFAULT_WINDOW_MS;
 
 	snprintf(path, sizeof path, "%s/audit", options->data_dir);
 	int rc = audit_store_open(path, NULL, &log->store);
@@ -133,6 +186,8 @@ void audit_log_close(struct audit_log *log)
 {
 	if (!log)
 		return;
+	if (log->store && log->key)
+		summarise_ended(log, INT64_MAX);
 	if (log->store && log->key && audit_store_size(log->store) != log->checkpoint_size)
 		sign_checkpoint(log);
 	if (log->timer)
@@ -177,6 +232,37 @@ int audit_log_append(struct audit_log *log, struct audit_entry *e)
 	}
 	if (audit_store_size(log->store) - log->checkpoint_size >= log->every_entries)
 		sign_checkpoint(log);
+	return DM_OK;
+}
+
+int audit_log_append_bounded(struct audit_log *log, const char *kind, struct audit_entry *e)
+{
+	char name[KIND_MAX + 1];
+	snprintf(name, sizeof name, "%s", kind);
+	struct bounded_kind *k = NULL;
+	for (size_t i = 0; i < MAX_KINDS && !k; i++) {
+		struct bounded_kind *slot = &log->kinds[i];
+		if (i == MAX_KINDS - 1)
+			snprintf(slot->name, sizeof slot->name, "other");
+		else if (!slot->name[0])
+			memcpy(slot->name, name, sizeof name);
+		if (strcmp(slot->name, name) == 0 || i == MAX_KINDS - 1)
+			k = slot;
+	}
+	int64_t now = dm_now_ms();
+	if (now - k->window_start >= log->window_ms) {
+		summarise(log, k);
+		k->window_start = now;
+		k->recorded = 0;
+	}
+	if (k->recorded < log->burst) {
+		k->recorded++;
+		return audit_log_append(log, e);
+	}
+	if (!k->suppressed)
+		k->first_ms = now;
+	k->suppressed++;
+	k->last_ms = now;
 	return DM_OK;
 }
 

@@ -35,6 +35,10 @@ struct audit_log_options {
 	const char *site;
 	uint64_t checkpoint_entries; /* N; 0: 1000 */
 	unsigned checkpoint_seconds; /* T; 0: 60 */
+	/* audit_log_append_bounded: entries of one kind per window; 0: 20
+	 * per 10000 ms. */
+	unsigned burst;
+	unsigned window_ms;
 };
 
 /* Opens (or creates) the log and the key, and signs a checkpoint of the
@@ -56,6 +60,19 @@ void audit_log_close(struct audit_log *log);
  * audit_store_append or audit_entry_encode returned: then nothing was
  * recorded and the caller must not report the action as done. */
 int audit_log_append(struct audit_log *log, struct audit_entry *e);
+
+/* For what anyone on the network can cause at will (a refused vehicle
+ * connection): appends e as audit_log_append does while fewer than `burst`
+ * entries of the same kind (a short name, e.g. "mqtt.connect/bad_secret")
+ * came in the current window; past that, e is only counted, and when the
+ * window has ended (seen at the next entry of the kind, at the log's timer
+ * or at close) one entry of the node's own, action "audit.suppressed",
+ * object the kind, records how many there were and between which times
+ * (params count, from, to). So a flood of refused connections costs a
+ * bounded number of synced writes and bytes, and the log still says it
+ * happened. Kinds past the 16th share one count, "other". Returns DM_OK
+ * for an entry counted, else what audit_log_append returned. */
+int audit_log_append_bounded(struct audit_log *log, const char *kind, struct audit_entry *e);
 
 /* The latest signed checkpoint, appended to out. */
 int audit_log_checkpoint(struct audit_log *log, struct dm_buf *out);

@@ -102,8 +102,11 @@ static const char *claimed_home(const struct mqtt_connect_info *info, char home[
 
 /* A connection refused or sent home: counted by reason, and recorded in
  * the audit log under the only name the node may keep (a VIN registered
- * here, a foreign vehicle's pseudonym, or none). A failed audit append is
- * logged by the audit log; the connection is refused either way. */
+ * here, a foreign vehicle's pseudonym, or none). Anyone who can reach the
+ * listener can cause these at will, so each reason's entries are bounded
+ * per time window and the rest counted (audit_log_append_bounded). A
+ * failed audit append is logged by the audit log; the connection is
+ * refused either way. */
 static void connection_refused(struct node *node, const char *reason, const char *who,
 			       const char *outcome, uint8_t code)
 {
@@ -119,7 +122,9 @@ static void connection_refused(struct node *node, const char *reason, const char
 		.outcome = outcome,
 		.status = code,
 	};
-	audit_log_append(node->audit, &e);
+	char kind[48];
+	snprintf(kind, sizeof kind, "mqtt.connect/%s", reason);
+	audit_log_append_bounded(node->audit, kind, &e);
 	json_decref(params);
 }
 
@@ -140,7 +145,7 @@ static void on_tls_refused(void *arg, const char *peer, const char *reason)
 		.params = params,
 		.outcome = "refused",
 	};
-	audit_log_append(node->audit, &e);
+	audit_log_append_bounded(node->audit, "mqtt.connect/certificate", &e);
 	json_decref(params);
 }
 
@@ -852,6 +857,8 @@ int node_main(int argc, char **argv)
 			.site = node.config.site,
 			.checkpoint_entries = node.config.audit_checkpoint_entries,
 			.checkpoint_seconds = node.config.audit_checkpoint_seconds,
+			.burst = node.config.audit_refusal_burst,
+			.window_ms = node.config.audit_refusal_window_seconds * 1000,
 		};
 		rc = audit_log_open(node.base, &lo, &node.audit);
 	}

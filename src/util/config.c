@@ -96,6 +96,9 @@ static const struct key_spec keys[] = {
 	{"store_encryption", VALUE_SWITCH, 0, FIELD(store_encryption), 0, 0},
 	{"audit_checkpoint_entries", VALUE_SIZE, 0, FIELD(audit_checkpoint_entries), 1, 100000000},
 	{"audit_checkpoint_seconds", VALUE_UNSIGNED, 0, FIELD(audit_checkpoint_seconds), 1, 86400},
+	{"audit_refusal_burst", VALUE_UNSIGNED, 0, FIELD(audit_refusal_burst), 1, 100000},
+	{"audit_refusal_window_seconds", VALUE_UNSIGNED, 0, FIELD(audit_refusal_window_seconds), 1,
+	 3600},
 };
 
 #define KEY_COUNT (sizeof keys / sizeof keys[0])
@@ -123,6 +126,8 @@ void node_config_defaults(struct node_config *config)
 	config->store_encryption = 1;
 	config->audit_checkpoint_entries = 1000;
 	config->audit_checkpoint_seconds = 60;
+	config->audit_refusal_burst = 20;
+	config->audit_refusal_window_seconds = 10;
 }
 
 /* Reports a problem of the current line; returns DM_ERR_INVALID so that

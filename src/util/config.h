@@ -76,6 +76,10 @@ struct node_config {
 	int store_encryption;         /* 1 (default): blocks and log records are sealed */
 	size_t audit_checkpoint_entries;   /* sign a checkpoint every N entries, default 1000 */
 	unsigned audit_checkpoint_seconds; /* or every T seconds, default 60 */
+	/* Refused vehicle connections recorded one by one, per reason and
+	 * window; the rest are counted (audit_log_append_bounded). */
+	unsigned audit_refusal_burst;          /* default 20 */
+	unsigned audit_refusal_window_seconds; /* default 10 */
 };
 
 enum node_keystore { NODE_KEYSTORE_FILE = 0, NODE_KEYSTORE_PKCS11 = 1 };

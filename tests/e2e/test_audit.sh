@@ -175,4 +175,33 @@ cp "$WORK/out" "$WORK/entries.json"
 [ "$(jq -r '.entries[-2:][]' "$WORK/entries.json" | while read -r e; do base64 -d <<<"$e" | jq -r .action; done | paste -sd' ')" = "node.stop node.start" ] ||
 	fail "the restart is not in the log"
 verify "$WORK/entries.json" || fail "after the restart: $(cat "$WORK/verify.out")"
+
+# A flood of refused connections: the first audit_refusal_burst of a reason
+# are recorded one by one, the rest only counted, in one audit.suppressed
+# entry made at the latest when the node stops.
+stop_node TERM
+printf 'audit_refusal_burst 3\naudit_refusal_window_seconds 3600\n' >>"$WORK/cn.conf"
+start_node cn
+for i in 1 2 3 4 5 6 7 8; do
+	mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -V 5 -q 1 -i "$FOREIGN" -u "$FOREIGN" -P x \
+		-t "v/$FOREIGN/telemetry" -m '{}' >/dev/null 2>&1 && fail "a foreign vehicle was accepted"
+done
+stop_node TERM
+start_node cn
+from=$((count + 2))
+wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx $((from + 8))" ||
+	fail "no checkpoint after the flood"
+as "$AUDITOR" GET /v1/audit/checkpoint
+cp "$WORK/out" "$WORK/latest.ckpt"
+as "$AUDITOR" GET "/v1/audit/entries?start=0&end=$((from + 8))"
+cp "$WORK/out" "$WORK/entries.json"
+jq -r ".entries[$from:][]" "$WORK/entries.json" | while read -r e; do base64 -d <<<"$e"; echo; done >"$WORK/flood.txt"
+got=$(jq -r .action "$WORK/flood.txt" | paste -sd' ')
+[ "$got" = "node.stop node.start mqtt.connect mqtt.connect mqtt.connect node.stop audit.suppressed node.start" ] ||
+	fail "after the flood: $got"
+jq -s -e 'map(select(.action == "audit.suppressed")) | length == 1 and (.[0] |
+	.object == "mqtt.connect/unknown_vehicle" and .params.count == 5 and
+	.params.from <= .params.to and .who.kind == "node")' "$WORK/flood.txt" >/dev/null ||
+	fail "the suppressed count: $(grep suppressed "$WORK/flood.txt")"
+verify "$WORK/entries.json" || fail "after the flood: $(cat "$WORK/verify.out")"
 pass

@@ -208,10 +208,10 @@ refusals=$(audit_entries '.action == "mqtt.connect" and .params.reason == "certi
 echo "$refusals" | grep -q '"tls":"certificate revoked"' || fail "the revoked handshake is not audited: $refusals"
 echo "$refusals" | grep -q "$VIN1" && fail "the audit entry trusts the revoked certificate's VIN"
 # The reload, and the session it ended, are in the log too.
-audit_entries '.action == "node.reload"' | jq -e 'select(.outcome == "ok" and .params.disconnected == 1)' >/dev/null ||
+audit_entries '.action == "node.reload"' | jq -s -e 'any(.[]; .outcome == "ok" and .params.disconnected == 1)' >/dev/null ||
 	fail "the reload is not audited: $(audit_entries '.action == "node.reload"')"
 audit_entries '.action == "mqtt.disconnect"' |
-	jq -e 'select(.who.name == "'"$VIN1"'" and .status == 135 and .params.tls == "certificate revoked")' >/dev/null ||
+	jq -s -e 'any(.[]; .who.name == "'"$VIN1"'" and .status == 135 and .params.tls == "certificate revoked")' >/dev/null ||
 	fail "the forced disconnect is not audited: $(audit_entries '.action == "mqtt.disconnect"')"
 mqtts "$VIN2" "$VIN2" || fail "an unrevoked certificate was refused after the reload: $PUB_OUT"
 # A reload that fails keeps what is in force.
