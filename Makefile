@@ -78,8 +78,16 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libdomicile.a
 unit: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
 
-e2e: $(BUILD)/domicile
-	DOMICILE=$(abspath $(BUILD)/domicile) tests/e2e/run.sh
+# The fault the end-to-end tests inject into a real node (LD_PRELOAD):
+# built without sanitizers, it only wraps one libc call.
+FAILSYNC_LIB = $(BUILD)/tests/libfailsync.so
+$(FAILSYNC_LIB): tests/e2e/failsync.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
+
+e2e: $(BUILD)/domicile $(FAILSYNC_LIB)
+	DOMICILE=$(abspath $(BUILD)/domicile) FAILSYNC_LIB=$(abspath $(FAILSYNC_LIB)) \
+		tests/e2e/run.sh
 
 # The tests need packages too: install what is missing first (a no-op when
 # everything is there).

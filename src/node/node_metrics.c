@@ -121,6 +121,9 @@ int node_metrics_init(struct node_metrics *m)
 	      "MQTT connections accepted since start.");
 	GAUGE(protocol_errors, "domicile_mqtt_protocol_errors",
 	      "Connections closed for a malformed or forbidden packet since start.");
+	GAUGE(tls_handshake_failures, "domicile_mqtt_tls_handshake_failures",
+	      "TLS connections closed before their CONNECT since start (certificate refused, "
+	      "no certificate, not TLS, too slow).");
 	GAUGE(mqtt_bytes_in, "domicile_mqtt_bytes_received", "Bytes received from vehicles.");
 	GAUGE(mqtt_bytes_out, "domicile_mqtt_bytes_sent", "Bytes sent to vehicles.");
 	GAUGE(vehicles, "domicile_vehicles", "Vehicles registered at this site.");
@@ -213,6 +216,7 @@ void node_metrics_render(struct node_metrics *m, const struct mqtt_server_stats 
 	metrics_gauge_set(m->connections_open, (int64_t)mqtt->connections_open);
 	metrics_gauge_set(m->connections_total, (int64_t)mqtt->connections_total);
 	metrics_gauge_set(m->protocol_errors, (int64_t)mqtt->protocol_errors);
+	metrics_gauge_set(m->tls_handshake_failures, (int64_t)mqtt->tls_handshake_failures);
 	metrics_gauge_set(m->mqtt_bytes_in, (int64_t)mqtt->bytes_in);
 	metrics_gauge_set(m->mqtt_bytes_out, (int64_t)mqtt->bytes_out);
 	metrics_gauge_set(m->vehicles, (int64_t)store->db.vehicles);

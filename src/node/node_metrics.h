@@ -43,7 +43,7 @@ struct node_metrics {
 	struct metrics_histogram *batch_records_per_commit;
 	struct metrics_histogram *block_bytes_hist, *block_samples_hist;
 	struct metrics_gauge *connections_open, *connections_total, *mqtt_bytes_in,
-		*mqtt_bytes_out, *protocol_errors, *vehicles, *blocks, *block_bytes,
+		*mqtt_bytes_out, *protocol_errors, *tls_handshake_failures, *vehicles, *blocks, *block_bytes,
 		*stored_samples, *memtable_samples, *wal_pending_bytes, *wal_failed,
 		*compaction_pending;
 };

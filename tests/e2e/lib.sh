@@ -140,6 +140,28 @@ publish() {
 		-P "$2" -t "v/$1/telemetry" -m "$3" 2>&1)
 }
 
+# principal NAME ROLE [VINS_JSON]: adds a principal as the admin (TOKEN);
+# prints its token.
+principal() {
+	local out extra=""
+	[ -n "${3:-}" ] && extra=", \"vins\": $3"
+	out=$(api POST /v1/principals "{\"name\": \"$1\", \"role\": \"$2\"$extra}")
+	expect_status 201 "$out"
+	body "$out" | jq -er .token || fail "no token for $1"
+}
+
+# as TOKEN METHOD PATH [BODY]: calls the API of API_PORT as the holder of
+# TOKEN; sets STATUS and OUT (the body, also in $WORK/out).
+as() {
+	local args=(-sS -o "$WORK/out" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1")
+	[ -n "${4:-}" ] && args+=(-H 'Content-Type: application/json' --data "$4")
+	STATUS=$(curl "${args[@]}" "http://127.0.0.1:$API_PORT$3")
+	OUT=$(cat "$WORK/out")
+}
+
+# must STATUS WHAT: the last `as` answered STATUS.
+must() { [ "$STATUS" = "$1" ] || fail "expected HTTP $1, got $STATUS: $OUT ($2)"; }
+
 # owner_token VIN: the token of an owner of VIN at the node of TOKEN and
 # API_PORT — only a vehicle's owner reads its samples (api/principals.h).
 # Made once per node and VIN, by the admin; kept in $WORK across restarts.

@@ -13,13 +13,6 @@ write_config cn
 echo "audit_checkpoint_seconds 1" >>"$WORK/cn.conf"
 start_node cn
 
-principal() {
-	local out extra=""
-	[ -n "${3:-}" ] && extra=", \"vins\": $3"
-	out=$(api POST /v1/principals "{\"name\": \"$1\", \"role\": \"$2\"$extra}")
-	expect_status 201 "$out"
-	body "$out" | jq -er .token || fail "no token for $1"
-}
 VIN4=LSVAU2185N2100001
 ANALYST=$(principal an1 analyst) || exit 1
 AUDITOR=$(principal au1 auditor) || exit 1
@@ -31,12 +24,6 @@ for vin in "$VIN1" "$VIN2" "$VIN4"; do
 done
 OWNER=$(principal ow1 owner "[\"$VIN1\"]") || exit 1
 
-# as TOKEN METHOD PATH: sets STATUS and OUT.
-as() {
-	STATUS=$(curl -sS -o "$WORK/out" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" \
-		"http://127.0.0.1:$API_PORT$3")
-	OUT=$(cat "$WORK/out")
-}
 
 # The auditor keeps the checkpoint handed out now, as a trusted old one:
 # node.start, then a "started" and an outcome entry for each of 4

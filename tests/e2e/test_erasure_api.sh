@@ -17,28 +17,12 @@ for vin in "$VIN1" "$VIN2" "$VIN3" "$VIN4" "$VIN5"; do
 	SECRETS[$vin]=$SECRET
 done
 
-principal() {
-	local out extra=""
-	[ -n "${3:-}" ] && extra=", \"vins\": $3"
-	out=$(api POST /v1/principals "{\"name\": \"$1\", \"role\": \"$2\"$extra}")
-	expect_status 201 "$out"
-	body "$out" | jq -er .token || fail "no token for $1"
-}
 OWNER1=$(principal ow1 owner "[\"$VIN1\"]") || exit 1
 OWNER2=$(principal ow2 owner "[\"$VIN2\"]") || exit 1
 OWNER3=$(principal ow3 owner "[\"$VIN3\"]") || exit 1
 OFFICER=$(principal po1 privacy_officer) || exit 1
 ANALYST=$(principal an1 analyst) || exit 1
 OPERATOR=$(principal op1 operator) || exit 1
-
-# as TOKEN METHOD PATH [BODY]: sets STATUS and OUT (the body).
-as() {
-	local args=(-sS -o "$WORK/out.json" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1")
-	[ -n "${4:-}" ] && args+=(-H 'Content-Type: application/json' --data "$4")
-	STATUS=$(curl "${args[@]}" "http://127.0.0.1:$API_PORT$3")
-	OUT=$(cat "$WORK/out.json")
-}
-must() { [ "$STATUS" = "$1" ] || fail "expected HTTP $1, got $STATUS: $OUT ($2)"; }
 
 # Every vehicle sends speeds into one bucket; VIN1 also a location and a DTC.
 T=$(( ($(now_ms) - 600000) / 1000 * 1000 ))

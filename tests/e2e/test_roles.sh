@@ -17,14 +17,6 @@ ERASE_VIN=$VIN3   # the privacy officer erases it during the walk
 NEW_VIN=LSVAU2185N2100001
 for vin in "$OWN_VIN" "$OTHER_VIN" "$ERASE_VIN"; do register "$vin"; done
 
-# principal NAME ROLE [VINS_JSON]: adds a principal as the admin; prints its token.
-principal() {
-	local out extra=""
-	[ -n "${3:-}" ] && extra=", \"vins\": $3"
-	out=$(api POST /v1/principals "{\"name\": \"$1\", \"role\": \"$2\"$extra}")
-	expect_status 201 "$out"
-	body "$out" | jq -er .token || fail "no token for $1"
-}
 
 declare -A TOK
 TOK[admin]=$TOKEN

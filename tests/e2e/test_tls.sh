@@ -207,6 +207,10 @@ audit_entries() {
 refusals=$(audit_entries '.action == "mqtt.connect" and .params.reason == "certificate"')
 echo "$refusals" | grep -q '"tls":"certificate revoked"' || fail "the revoked handshake is not audited: $refusals"
 echo "$refusals" | grep -q "$VIN1" && fail "the audit entry trusts the revoked certificate's VIN"
+out=$(https GET /metrics)
+expect_status 200 "$out"
+failures=$(body "$out" | sed -n 's/^domicile_mqtt_tls_handshake_failures \([0-9]*\)$/\1/p')
+[ "${failures:-0}" -ge 1 ] || fail "the refused handshake is not on /metrics: '${failures}'"
 # The reload, and the session it ended, are in the log too.
 audit_entries '.action == "node.reload"' | jq -s -e 'any(.[]; .outcome == "ok" and .params.disconnected == 1)' >/dev/null ||
 	fail "the reload is not audited: $(audit_entries '.action == "node.reload"')"
