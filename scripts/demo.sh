@@ -3,8 +3,9 @@
 # topology. Cars sold in each drive for a while; some roam in the other
 # country (their data still goes home), some are configured with the other
 # country's endpoint at first (they are sent home before a byte is read).
-# Then both residency reports side by side, and a check of every promise
-# the demo can see. Exits 0 only if all held; removes everything it made.
+# Then both residency reports side by side, an owner's read, both audit
+# logs exported and verified offline as an auditor would, and a check of
+# every promise the demo can see. Exits 0 only if all held; removes everything it made.
 set -uo pipefail
 : "${DOMICILE:?DOMICILE must name the domicile binary}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/domicile-demo.XXXXXX")
@@ -28,12 +29,34 @@ site CN cn-shanghai-1 mqtt://127.0.0.1:$CN_MQTT http://127.0.0.1:$CN_API
 site DE de-frankfurt-1 mqtt://127.0.0.1:$DE_MQTT http://127.0.0.1:$DE_API
 TOPO
 sed 's/^/   /' "$WORK/topology"
+# Checkpoints every second, so the audit logs are signed up to their end
+# when the demo checks them (the default is every 60 s or 1000 entries).
 NODE_MQTT_PORT=$CN_MQTT NODE_API_PORT=$CN_API node_start cn CN cn-shanghai-1 \
-	"topology $WORK/topology" || exit 1
+	"topology $WORK/topology"$'\n'"audit_checkpoint_seconds 1" || exit 1
 PIDS+=("$NODE_PID") CN_TOKEN=$TOKEN
 NODE_MQTT_PORT=$DE_MQTT NODE_API_PORT=$DE_API node_start de DE de-frankfurt-1 \
-	"topology $WORK/topology" || exit 1
+	"topology $WORK/topology"$'\n'"audit_checkpoint_seconds 1" || exit 1
 PIDS+=("$NODE_PID") DE_TOKEN=$TOKEN
+
+# as_auditor SITE PATH: GET PATH from the site's API (cn, de) as its auditor.
+as_auditor() {
+	local api_var=$(echo "$1" | tr a-z A-Z)_API
+	curl -sf -H "Authorization: Bearer $(cat "$WORK/$1.auditor")" "http://127.0.0.1:${!api_var}$2"
+}
+# An auditor at each site keeps the first checkpoint the site hands out, to
+# check at the end that the log only grew from it.
+for site in cn de; do
+	"$DOMICILE" principals add "auditor-$site" --role auditor -c "$WORK/$site.conf" \
+		>"$WORK/$site.auditor" 2>/dev/null || { echo "no auditor at $site" >&2; exit 1; }
+	# The first checkpoint that covers the auditor's own creation (the
+	# one signed at start covers nothing yet).
+	for _ in $(seq 1 100); do
+		as_auditor "$site" /v1/audit/checkpoint >"$WORK/$site.first.ckpt" &&
+			[ "$(sed -n 2p "$WORK/$site.first.ckpt")" -ge 3 ] && break
+		sleep 0.1
+	done
+	[ "$(sed -n 2p "$WORK/$site.first.ckpt")" -ge 3 ] || { echo "no checkpoint from $site" >&2; exit 1; }
+done
 
 # fleet HOME PREFIX COUNT: registers COUNT cars at their home site.
 fleet() {
@@ -127,6 +150,50 @@ report DE
 paste -d'|' "$WORK/CN.report.txt" "$WORK/DE.report.txt" |
 	awk -F'|' '{printf "%-88s %s\n", $1, $2}'
 
+bold "== Accountability: an owner reads, auditors check both audit logs offline"
+# The owner of the first CN car reads its latest values; the answer's
+# X-Request-Id names the audit entry of that read.
+OWNED_VIN=$(awk 'NR == 1 {print $1}' "$WORK/CN.all")
+"$DOMICILE" principals add li --role owner --vin "$OWNED_VIN" -c "$WORK/cn.conf" \
+	>"$WORK/cn.owner" 2>/dev/null || { echo "no owner at cn" >&2; exit 1; }
+OWNER_REQUEST=$(curl -sf -D - -o /dev/null -H "Authorization: Bearer $(cat "$WORK/cn.owner")" \
+	"http://127.0.0.1:$CN_API/v1/vehicles/$OWNED_VIN/latest" | tr -d '\r' |
+	awk -F': ' 'tolower($1) == "x-request-id" {print $2}')
+echo "   owner li read the latest values of $OWNED_VIN (request $OWNER_REQUEST)"
+# audit_export SITE: the site's key, a checkpoint that covers the log as it
+# is now, its entries (pages of 1000) and the offline verdict, in $WORK.
+audit_export() {
+	local site=$1 size=0 before=-1 start
+	# Wait until a checkpoint covers the owner's read and the log is still.
+	for _ in $(seq 1 50); do
+		as_auditor "$site" /v1/audit/checkpoint >"$WORK/$site.latest.ckpt"
+		size=$(sed -n 2p "$WORK/$site.latest.ckpt")
+		[ "$size" = "$before" ] && break
+		before=$size
+		sleep 1.2
+	done
+	as_auditor "$site" /v1/audit/key >"$WORK/$site.key"
+	rm -f "$WORK/$site".entries.*.json
+	for ((start = 0; start < size; start += 1000)); do
+		end=$((start + 1000 < size ? start + 1000 : size))
+		as_auditor "$site" "/v1/audit/entries?start=$start&end=$end" >"$WORK/$site.entries.$(printf %09d "$start").json"
+	done
+	jq -r '.entries[]' "$WORK/$site".entries.*.json | while read -r e; do base64 -d <<<"$e"; echo; done \
+		>"$WORK/$site.entries.txt"
+	"$DOMICILE" audit verify --key-file "$WORK/$site.key" --checkpoint "$WORK/$site.latest.ckpt" \
+		--trusted "$WORK/$site.first.ckpt" "$WORK/$site".entries.*.json >"$WORK/$site.verify" 2>&1
+	echo $? >"$WORK/$site.verify.status"
+}
+audit_export cn
+audit_export de
+for site in cn de; do
+	printf '   %s: %s entries; first checkpoint kept: %s entries; audit verify: %s\n' \
+		"$(echo $site | tr a-z A-Z)" "$(sed -n 2p "$WORK/$site.latest.ckpt")" \
+		"$(sed -n 2p "$WORK/$site.first.ckpt")" "$(head -1 "$WORK/$site.verify" | sed 's/;.*//')"
+	jq -r '"\(.action) \(.outcome)"' "$WORK/$site.entries.txt" | sort | uniq -c | sort -rn |
+		awk '{printf "      %5d  %-22s %s\n", $1, $2, $3}'
+done
+
 bold "== Checking the promises"
 failed=0
 check() { # DESCRIPTION CONDITION...
@@ -160,6 +227,16 @@ check "CN sent the 2 misdirected DE cars home, and they followed" equal \
 	"$(json CN.report.json .foreign_connections.redirected) $(json de-misdirected.json .redirects_followed)" "2 2"
 check "no CN VIN in any file of the DE node, nor in its log" no_vin_of CN.all de de.log
 check "no DE VIN in any file of the CN node, nor in its log" no_vin_of DE.all cn cn.log
+check "the CN audit log verifies offline and extends the checkpoint its auditor kept" \
+	equal "$(cat "$WORK/cn.verify.status")" 0
+check "the DE audit log verifies offline and extends the checkpoint its auditor kept" \
+	equal "$(cat "$WORK/de.verify.status")" 0
+check "the owner's read is in the CN audit log under its request id" equal \
+	"$(jq -r --arg r "$OWNER_REQUEST" 'select(.request == $r) | "\(.action) \(.object) \(.who.name)"' "$WORK/cn.entries.txt")" \
+	"vehicle.latest $OWNED_VIN li"
+check "DE's audit log holds every redirect its report counts, by pseudonym only" equal \
+	"$(jq -s '[.[] | select(.action == "mqtt.connect" and .outcome == "redirected" and (.who.name | startswith("vh-")))] | length' "$WORK/de.entries.txt")" \
+	"$(json DE.report.json .foreign_connections.redirected)"
 echo
 if [ $failed = 0 ]; then
 	bold "All promises held. Stopping both nodes and removing $WORK."
