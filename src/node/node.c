@@ -100,6 +100,20 @@ static const char *claimed_home(const struct mqtt_connect_info *info, char home[
 	return NULL;
 }
 
+/* Records e in the node's audit log with params (a JSON object, consumed;
+ * NULL: none), through audit_log_append_bounded under `kind` unless kind
+ * is NULL. A failed append is logged by the audit log. */
+static int record(struct node *node, struct audit_entry e, json_t *params, const char *kind)
+{
+	int rc = DM_OK;
+	e.params = params;
+	if (node->audit)
+		rc = kind ? audit_log_append_bounded(node->audit, kind, &e)
+			  : audit_log_append(node->audit, &e);
+	json_decref(params);
+	return rc;
+}
+
 /* A connection refused or sent home: counted by reason, and recorded in
  * the audit log under the only name the node may keep (a VIN registered
  * here, a foreign vehicle's pseudonym, or none). Anyone who can reach the
@@ -111,21 +125,15 @@ static void connection_refused(struct node *node, const char *reason, const char
 			       const char *outcome, uint8_t code)
 {
 	node_metrics_refused_connection(&node->metrics, reason);
-	if (!node->audit)
-		return;
-	json_t *params = json_pack("{s:s}", "reason", reason);
-	struct audit_entry e = {
-		.who_kind = "vehicle",
-		.who = who,
-		.action = "mqtt.connect",
-		.params = params,
-		.outcome = outcome,
-		.status = code,
-	};
 	char kind[48];
 	snprintf(kind, sizeof kind, "mqtt.connect/%s", reason);
-	audit_log_append_bounded(node->audit, kind, &e);
-	json_decref(params);
+	record(node,
+	       (struct audit_entry){.who_kind = "vehicle",
+				    .who = who,
+				    .action = "mqtt.connect",
+				    .outcome = outcome,
+				    .status = code},
+	       json_pack("{s:s}", "reason", reason), kind);
 }
 
 /* A TLS client whose certificate did not verify: no identity can be
@@ -134,19 +142,13 @@ static void on_tls_refused(void *arg, const char *peer, const char *reason)
 {
 	struct node *node = arg;
 	node_metrics_refused_connection(&node->metrics, "certificate");
-	if (!node->audit)
-		return;
 	char why[65];
 	snprintf(why, sizeof why, "%s", reason);
-	json_t *params = json_pack("{s:s, s:s}", "reason", "certificate", "tls", why);
-	struct audit_entry e = {
-		.who_kind = "vehicle",
-		.action = "mqtt.connect",
-		.params = params,
-		.outcome = "refused",
-	};
-	audit_log_append_bounded(node->audit, "mqtt.connect/certificate", &e);
-	json_decref(params);
+	record(node,
+	       (struct audit_entry){.who_kind = "vehicle", .action = "mqtt.connect",
+				    .outcome = "refused"},
+	       json_pack("{s:s, s:s}", "reason", "certificate", "tls", why),
+	       "mqtt.connect/certificate");
 }
 
 /* A vehicle not registered here: sent to its home site, or refused. Either
@@ -560,20 +562,15 @@ static void on_compacted(void *arg, int status, const struct db_stats *removed)
 	struct node *node = arg;
 	int failed_before = node->compaction_failing;
 	node->compaction_failing = status != DM_OK;
-	if (!node->audit || (status == DM_OK && !removed->vehicles && !removed->blocks) ||
+	if ((status == DM_OK && !removed->vehicles && !removed->blocks) ||
 	    (status != DM_OK && failed_before))
 		return;
-	json_t *params = json_pack("{s:I, s:I, s:I}", "vehicles", (json_int_t)removed->vehicles,
-				   "blocks", (json_int_t)removed->blocks, "samples",
-				   (json_int_t)removed->samples);
-	struct audit_entry e = {
-		.who_kind = "node",
-		.action = "store.compact",
-		.params = params,
-		.outcome = status == DM_OK ? "ok" : "error",
-	};
-	audit_log_append(node->audit, &e);
-	json_decref(params);
+	record(node,
+	       (struct audit_entry){.who_kind = "node", .action = "store.compact",
+				    .outcome = status == DM_OK ? "ok" : "error"},
+	       json_pack("{s:I, s:I, s:I}", "vehicles", (json_int_t)removed->vehicles, "blocks",
+			 (json_int_t)removed->blocks, "samples", (json_int_t)removed->samples),
+	       NULL);
 }
 
 /* ---- TLS ---- */
@@ -635,19 +632,13 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 		dm_error("SIGHUP: vehicle CAs and CRLs not reloaded, the previous ones stay in "
 			 "force: %s",
 			 err);
-	if (!node->audit)
-		return;
-	json_t *params = json_pack("{s:s, s:I, s:I}", "what", "vehicle_trust", "jurisdictions",
-				   (json_int_t)(rc == DM_OK ? node->trusted_count : 0),
-				   "disconnected", (json_int_t)closed);
-	struct audit_entry e = {
-		.who_kind = "node",
-		.action = "node.reload",
-		.params = params,
-		.outcome = rc == DM_OK ? "ok" : "error",
-	};
-	audit_log_append(node->audit, &e);
-	json_decref(params);
+	record(node,
+	       (struct audit_entry){.who_kind = "node", .action = "node.reload",
+				    .outcome = rc == DM_OK ? "ok" : "error"},
+	       json_pack("{s:s, s:I, s:I}", "what", "vehicle_trust", "jurisdictions",
+			 (json_int_t)(rc == DM_OK ? node->trusted_count : 0), "disconnected",
+			 (json_int_t)closed),
+	       NULL);
 }
 
 /* A connected vehicle whose certificate no longer verifies after a reload
@@ -657,21 +648,15 @@ static void on_trust_lost(void *arg, uint64_t session_id, void *session_data, co
 {
 	struct node *node = arg;
 	const struct fleet_vehicle *vehicle = session_data;
-	if (!node->audit)
-		return;
 	char why[65];
 	snprintf(why, sizeof why, "%s", reason);
-	json_t *params = json_pack("{s:s, s:s}", "reason", "certificate", "tls", why);
-	struct audit_entry e = {
-		.who_kind = "vehicle",
-		.who = vehicle ? vehicle->record.vin : NULL,
-		.action = "mqtt.disconnect",
-		.params = params,
-		.outcome = "refused",
-		.status = MQTT_RC_NOT_AUTHORIZED,
-	};
-	audit_log_append(node->audit, &e);
-	json_decref(params);
+	record(node,
+	       (struct audit_entry){.who_kind = "vehicle",
+				    .who = vehicle ? vehicle->record.vin : NULL,
+				    .action = "mqtt.disconnect",
+				    .outcome = "refused",
+				    .status = MQTT_RC_NOT_AUTHORIZED},
+	       json_pack("{s:s, s:s}", "reason", "certificate", "tls", why), NULL);
 }
 
 static int usage(void)
@@ -710,17 +695,10 @@ static int open_keystore(struct node *node)
 /* The node's own start and stop, in the audit log. */
 static int audit_node_event(struct node *node, const char *action)
 {
-	json_t *params = json_pack("{s:s, s:s}", "jurisdiction", node->config.jurisdiction,
-				   "version", DM_VERSION);
-	struct audit_entry e = {
-		.who_kind = "node",
-		.action = action,
-		.params = params,
-		.outcome = "ok",
-	};
-	int rc = audit_log_append(node->audit, &e);
-	json_decref(params);
-	return rc;
+	return record(node, (struct audit_entry){.who_kind = "node", .action = action, .outcome = "ok"},
+		      json_pack("{s:s, s:s}", "jurisdiction", node->config.jurisdiction, "version",
+				DM_VERSION),
+		      NULL);
 }
 
 static void node_stop(struct node *node)

@@ -162,6 +162,31 @@ as() {
 # must STATUS WHAT: the last `as` answered STATUS.
 must() { [ "$STATUS" = "$1" ] || fail "expected HTTP $1, got $STATUS: $OUT ($2)"; }
 
+# audit_export AUDITOR_TOKEN [SIZE]: as the auditor, waits for a checkpoint
+# of SIZE entries (default: takes the latest one), then writes it to
+# $WORK/latest.ckpt, the site's verifier key to $WORK/key, the export of
+# the entries it signs to $WORK/entries.json and those entries, one per
+# line, to $WORK/entries.txt; sets AUDIT_SIZE.
+audit_export() {
+	local token=$1 size=${2:-}
+	if [ -n "$size" ]; then
+		wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $token' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx $size" ||
+			fail "no checkpoint of $size entries"
+	fi
+	as "$token" GET /v1/audit/checkpoint
+	must 200 "the audit checkpoint"
+	cp "$WORK/out" "$WORK/latest.ckpt"
+	AUDIT_SIZE=$(sed -n 2p "$WORK/latest.ckpt")
+	as "$token" GET /v1/audit/key
+	must 200 "the audit key"
+	cp "$WORK/out" "$WORK/key"
+	as "$token" GET "/v1/audit/entries?start=0&end=$AUDIT_SIZE"
+	must 200 "the audit entries"
+	cp "$WORK/out" "$WORK/entries.json"
+	jq -r '.entries[]' "$WORK/entries.json" | while read -r e; do base64 -d <<<"$e"; echo; done \
+		>"$WORK/entries.txt"
+}
+
 # owner_token VIN: the token of an owner of VIN at the node of TOKEN and
 # API_PORT — only a vehicle's owner reads its samples (api/principals.h).
 # Made once per node and VIN, by the admin; kept in $WORK across restarts.

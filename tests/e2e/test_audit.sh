@@ -67,16 +67,7 @@ principal.add vehicle.register vehicle.register vehicle.register vehicle.registe
 vehicle.register vehicle.register principal.add principal.add fleet.aggregate vehicle.samples
 mqtt.connect erasure.request erasure.request erasure.approve erasure.approve store.compact"
 count=$(wc -w <<<"$want")
-wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx $count" ||
-	fail "no checkpoint of $count entries"
-as "$AUDITOR" GET /v1/audit/checkpoint
-cp "$WORK/out" "$WORK/latest.ckpt"
-as "$AUDITOR" GET /v1/audit/key
-cp "$WORK/out" "$WORK/key"
-as "$AUDITOR" GET "/v1/audit/entries?start=0&end=$count"
-[ "$STATUS" = 200 ] || fail "entries: $STATUS $OUT"
-cp "$WORK/out" "$WORK/entries.json"
-jq -r '.entries[]' "$WORK/entries.json" | while read -r e; do base64 -d <<<"$e"; echo; done >"$WORK/entries.txt"
+audit_export "$AUDITOR" "$count"
 
 # Exactly the expected entries, in order, each naming its own place.
 got=$(jq -r .action "$WORK/entries.txt" | paste -sd' ')
@@ -153,13 +144,8 @@ grep -q "^entry $T: changed" "$WORK/verify.out" || fail "change with a proof: $(
 # A restart adds node.stop and node.start, and the log still verifies.
 stop_node TERM
 start_node cn
-wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx $((count + 2))" ||
-	fail "no checkpoint after the restart"
-as "$AUDITOR" GET /v1/audit/checkpoint
-cp "$WORK/out" "$WORK/latest.ckpt"
-as "$AUDITOR" GET "/v1/audit/entries?start=0&end=$((count + 2))"
-cp "$WORK/out" "$WORK/entries.json"
-[ "$(jq -r '.entries[-2:][]' "$WORK/entries.json" | while read -r e; do base64 -d <<<"$e" | jq -r .action; done | paste -sd' ')" = "node.stop node.start" ] ||
+audit_export "$AUDITOR" $((count + 2))
+[ "$(tail -n 2 "$WORK/entries.txt" | jq -r .action | paste -sd' ')" = "node.stop node.start" ] ||
 	fail "the restart is not in the log"
 verify "$WORK/entries.json" || fail "after the restart: $(cat "$WORK/verify.out")"
 
@@ -176,13 +162,8 @@ done
 stop_node TERM
 start_node cn
 from=$((count + 2))
-wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | grep -qx $((from + 8))" ||
-	fail "no checkpoint after the flood"
-as "$AUDITOR" GET /v1/audit/checkpoint
-cp "$WORK/out" "$WORK/latest.ckpt"
-as "$AUDITOR" GET "/v1/audit/entries?start=0&end=$((from + 8))"
-cp "$WORK/out" "$WORK/entries.json"
-jq -r ".entries[$from:][]" "$WORK/entries.json" | while read -r e; do base64 -d <<<"$e"; echo; done >"$WORK/flood.txt"
+audit_export "$AUDITOR" $((from + 8))
+tail -n +$((from + 1)) "$WORK/entries.txt" >"$WORK/flood.txt"
 got=$(jq -r .action "$WORK/flood.txt" | paste -sd' ')
 [ "$got" = "node.stop node.start mqtt.connect mqtt.connect mqtt.connect node.stop audit.suppressed node.start" ] ||
 	fail "after the flood: $got"
