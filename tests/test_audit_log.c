@@ -2,8 +2,9 @@
  * test_audit_log.c — the node's audit log above its store: entries chained
  * by "prev", checkpoints every N entries and at close, and the bounded
  * appends that keep a flood of refusals from filling the disk: a burst per
- * kind and window, then one "audit.suppressed" entry with the count, made
- * when the kind's window has ended or at close.
+ * kind and window, then one "audit.suppressing" entry that says counting
+ * began, then one "audit.suppressed" entry with the count, made when the
+ * kind's window has ended or at close.
  *
  * Each case opens a log in its own mkdtemp directory; the windows are short
  * (two seconds) and the cases wait past them, asserting on entries,
@@ -131,8 +132,9 @@ static uint64_t size_of(struct audit_log *log)
 	return audit_store_size(audit_log_store(log));
 }
 
-/* Within one window: `burst` entries of a kind are appended, the rest only
- * counted; another kind has its own burst. */
+/* Within one window: `burst` entries of a kind are appended, then one
+ * entry says counting began, the rest are only counted; another kind has
+ * its own burst. */
 static void test_burst_then_counted(void **state)
 {
 	struct fixture *f = *state;
@@ -141,11 +143,20 @@ static void test_burst_then_counted(void **state)
 		assert_int_equal(refuse(f->log, "unknown_vehicle", i), DM_OK);
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(refuse(f->log, "bad_secret", i), DM_OK);
-	assert_int_equal(size_of(f->log), 5);
+	assert_int_equal(size_of(f->log), 6);
 	json_t *third = entry_at(f->log, 2);
 	assert_string_equal(json_string_value(json_object_get(json_object_get(third, "who"), "name")),
 			    "vh-unknown_vehicle-2");
 	json_decref(third);
+	json_t *begins = entry_at(f->log, 3);
+	assert_string_equal(str(begins, "action"), "audit.suppressing");
+	assert_string_equal(str(begins, "object"), "mqtt.connect/unknown_vehicle");
+	assert_int_equal(param(begins, "burst"), 3);
+	assert_int_equal(param(begins, "window_ms"), LONG_WINDOW_MS);
+	json_decref(begins);
+	json_t *other = entry_at(f->log, 4);
+	assert_string_equal(str(other, "action"), "mqtt.connect");
+	json_decref(other);
 }
 
 /* The next entry of a kind after its window ended first records what the
@@ -156,11 +167,11 @@ static void test_summary_when_window_ends(void **state)
 	open_log(f, 3, WINDOW_MS);
 	for (int i = 0; i < 10; i++)
 		refuse(f->log, "unknown_vehicle", i);
-	assert_int_equal(size_of(f->log), 3);
+	assert_int_equal(size_of(f->log), 4);
 	sleep_ms(WINDOW_MS + 100);
 	assert_int_equal(refuse(f->log, "unknown_vehicle", 10), DM_OK);
-	assert_int_equal(size_of(f->log), 5);
-	json_t *summary = entry_at(f->log, 3);
+	assert_int_equal(size_of(f->log), 6);
+	json_t *summary = entry_at(f->log, 4);
 	assert_string_equal(str(summary, "action"), "audit.suppressed");
 	assert_string_equal(str(summary, "object"), "mqtt.connect/unknown_vehicle");
 	assert_string_equal(json_string_value(json_object_get(json_object_get(summary, "who"), "kind")),
@@ -169,36 +180,36 @@ static void test_summary_when_window_ends(void **state)
 	assert_true(param(summary, "from") <= param(summary, "to"));
 	assert_true(param(summary, "from") > 0);
 	json_decref(summary);
-	json_t *next = entry_at(f->log, 4);
+	json_t *next = entry_at(f->log, 5);
 	assert_string_equal(str(next, "action"), "mqtt.connect");
 	json_decref(next);
 	/* A window with nothing suppressed leaves no summary. */
 	sleep_ms(WINDOW_MS + 100);
 	refuse(f->log, "unknown_vehicle", 11);
-	assert_int_equal(size_of(f->log), 6);
+	assert_int_equal(size_of(f->log), 7);
 }
 
-/* The log's timer summarises ended windows even when no entry of the kind
- * comes again. */
+/* A timer of the window's length summarises ended windows even when no
+ * entry of the kind comes again (checkpoints here are an hour apart). */
 static void test_summary_from_timer(void **state)
 {
 	struct fixture *f = *state;
 	struct audit_log_options options = {
-		.data_dir = f->dir, .site = "cn-test-1", .checkpoint_seconds = 1,
+		.data_dir = f->dir, .site = "cn-test-1", .checkpoint_seconds = 3600,
 		.burst = 1, .window_ms = WINDOW_MS,
 	};
 	assert_int_equal(audit_log_open(f->base, &options, &f->log), DM_OK);
 	for (int i = 0; i < 4; i++)
 		refuse(f->log, "erased", i);
-	assert_int_equal(size_of(f->log), 1);
+	assert_int_equal(size_of(f->log), 2);
 	/* The loop runs until the timer made the summary (bounded: 10 s). */
-	for (int waited = 0; size_of(f->log) < 2 && waited < 100; waited++) {
+	for (int waited = 0; size_of(f->log) < 3 && waited < 100; waited++) {
 		struct timeval tick = {0, 100000};
 		event_base_loopexit(f->base, &tick);
 		event_base_dispatch(f->base);
 	}
-	assert_int_equal(size_of(f->log), 2);
-	json_t *summary = entry_at(f->log, 1);
+	assert_int_equal(size_of(f->log), 3);
+	json_t *summary = entry_at(f->log, 2);
 	assert_string_equal(str(summary, "action"), "audit.suppressed");
 	assert_int_equal(param(summary, "count"), 3);
 	json_decref(summary);
@@ -215,8 +226,8 @@ static void test_summary_at_close(void **state)
 	audit_log_close(f->log);
 	f->log = NULL;
 	open_log(f, 2, LONG_WINDOW_MS);
-	assert_int_equal(size_of(f->log), 3);
-	json_t *summary = entry_at(f->log, 2);
+	assert_int_equal(size_of(f->log), 4);
+	json_t *summary = entry_at(f->log, 3);
 	assert_string_equal(str(summary, "action"), "audit.suppressed");
 	assert_string_equal(str(summary, "object"), "mqtt.connect/bad_secret");
 	assert_int_equal(param(summary, "count"), 3);
@@ -225,8 +236,7 @@ static void test_summary_at_close(void **state)
 	json_decref(summary);
 }
 
-/* Past 15 kinds, the rest share one count, "other"; a kind name longer
- * than the table holds still maps to one kind, not a new one each time. */
+/* Past 15 kinds, the rest share one count, "other". */
 static void test_kinds_overflow(void **state)
 {
 	struct fixture *f = *state;
@@ -237,13 +247,12 @@ static void test_kinds_overflow(void **state)
 		refuse(f->log, reason, 0);
 		refuse(f->log, reason, 1);
 	}
-	/* 15 kinds of their own, one entry each; kinds 16 to 20 share one
-	 * burst of 1. */
-	assert_int_equal(size_of(f->log), 16);
-	const char *longer = "a_reason_whose_name_is_longer_than_any_kind_can_hold";
+	/* 15 kinds of their own, one entry and one "suppressing" each;
+	 * kinds 16 to 20 share one burst of 1, and one "suppressing". */
+	assert_int_equal(size_of(f->log), 32);
 	uint64_t before = size_of(f->log);
 	for (int i = 0; i < 5; i++)
-		refuse(f->log, longer, i);
+		refuse(f->log, "yet_another_reason", i);
 	assert_int_equal(size_of(f->log), before); /* "other" spent its burst */
 	audit_log_close(f->log);
 	f->log = NULL;
@@ -255,6 +264,21 @@ static void test_kinds_overflow(void **state)
 	json_decref(last);
 }
 
+/* A kind name longer than the table holds is cut, and the cut name is one
+ * kind: two names that differ only past the cut share one burst. */
+static void test_long_kind_names_are_one_kind(void **state)
+{
+	struct fixture *f = *state;
+	open_log(f, 1, LONG_WINDOW_MS);
+	refuse(f->log, "a_reason_whose_name_is_longer_than_any_kind_can_hold_1", 0);
+	refuse(f->log, "a_reason_whose_name_is_longer_than_any_kind_can_hold_2", 0);
+	assert_int_equal(size_of(f->log), 2);
+	json_t *begins = entry_at(f->log, 1);
+	assert_string_equal(str(begins, "action"), "audit.suppressing");
+	assert_int_equal(strlen(str(begins, "object")), 47);
+	json_decref(begins);
+}
+
 int main(void)
 {
 	dm_log_set_level(DM_LOG_ERROR);
@@ -264,6 +288,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_summary_from_timer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_summary_at_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kinds_overflow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_kind_names_are_one_kind, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -180,8 +180,16 @@ static void reply_json(struct call *call, int status, json_t *body)
 	if (!audited(call, status)) {
 		json_decref(body);
 		status = 503;
+		/* A change already made cannot be taken back: say so, and where
+		 * its trace is, rather than let the caller think nothing
+		 * happened. */
+		int changing = evhttp_request_get_command(call->req) != EVHTTP_REQ_GET;
 		body = json_pack("{s:s}", "error",
-				 "the audit log cannot record this call, so it is not answered");
+				 changing ? "the audit log cannot record this call's outcome: the "
+					    "change may have been made; its \"started\" entry is in "
+					    "the log under this X-Request-Id"
+					  : "the audit log cannot record this call, so it is not "
+					    "answered");
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(call->req), "X-Request-Id",
 			  call->request_id);

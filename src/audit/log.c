@@ -14,9 +14,11 @@
  *     it, in base64, as "prev" (audit/entry.h). A failed append leaves it
  *     as it was.
  *  4. For every kind of bounded entry: `recorded` entries were appended
- *     since window_start, and `suppressed` were counted instead (between
- *     first_ms and last_ms) and not yet summarised; a window's count is
- *     summarised before the kind's next window opens and before close.
+ *     since window_start (monotonic ms), and `suppressed` were counted
+ *     instead (between first_ms and last_ms, wall clock) and not yet
+ *     summarised; the first of a window's suppressed entries made an
+ *     "audit.suppressing" entry. A window's count is summarised before the
+ *     kind's next window opens and before close.
  */
 #include "audit/log.h"
 
@@ -33,7 +35,7 @@
 
 #define DEFAULT_CHECKPOINT_ENTRIES 1000
 #define DEFAULT_CHECKPOINT_SECONDS 60
-#define DEFAULT_BURST 20
+#define DEFAULT_BURST 100
 #define DEFAULT_WINDOW_MS 10000
 #define MAX_KINDS 16
 #define KIND_MAX 47
@@ -41,7 +43,7 @@
 /* One kind of bounded entry (invariant 4). */
 struct bounded_kind {
 	char name[KIND_MAX + 1]; /* "" : unused */
-	int64_t window_start;
+	int64_t window_start;    /* monotonic ms; 0: no window yet */
 	unsigned recorded;
 	uint64_t suppressed;
 	int64_t first_ms, last_ms;
@@ -61,7 +63,15 @@ struct audit_log {
 	unsigned burst;
 	int64_t window_ms;
 	struct bounded_kind kinds[MAX_KINDS];
+	struct event *window_timer; /* summarises the windows that ended */
 };
+
+/* The monotonic clock in ms: windows must end even when the wall clock
+ * steps back. */
+static int64_t mono_ms(void)
+{
+	return (int64_t)(dm_mono_ns() / 1000000u);
+}
 
 /* The leaf hash of the store's last entry into log->last_leaf (invariant
  * 3); nothing to do for an empty store. */
@@ -101,10 +111,11 @@ static int sign_checkpoint(struct audit_log *log)
 	return DM_OK;
 }
 
-/* Records what kind k suppressed, if anything (invariant 4). */
+/* Records what kind k suppressed, if anything (invariant 4). Nothing is
+ * tried on a failed store: it refuses every append until reopened. */
 static void summarise(struct audit_log *log, struct bounded_kind *k)
 {
-	if (!k->suppressed)
+	if (!k->suppressed || audit_store_failed(log->store))
 		return;
 	json_t *params = json_pack("{s:I, s:I, s:I}", "count", (json_int_t)k->suppressed, "from",
 				   (json_int_t)k->first_ms, "to", (json_int_t)k->last_ms);
@@ -131,10 +142,19 @@ static void summarise_ended(struct audit_log *log, int64_t now)
 			summarise(log, &log->kinds[i]);
 }
 
+void audit_log_summarise(struct audit_log *log)
+{
+	summarise_ended(log, INT64_MAX);
+}
+
+static void on_window_timer(evutil_socket_t fd, short what, void *arg)
+{
+	summarise_ended(arg, mono_ms());
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct audit_log *log = arg;
-	summarise_ended(log, dm_now_ms());
 	if (audit_store_size(log->store) != log->checkpoint_size)
 		sign_checkpoint(log);
 }
@@ -172,6 +192,13 @@ int audit_log_open(struct event_base *base, const struct audit_log_options *opti
 		struct timeval every = {(time_t)seconds, 0};
 		rc = log->timer && event_add(log->timer, &every) == 0 ? DM_OK : DM_ERR_NOMEM;
 	}
+	if (rc == DM_OK) {
+		log->window_timer = event_new(base, -1, EV_PERSIST, on_window_timer, log);
+		struct timeval every = {(time_t)(log->window_ms / 1000),
+					(suseconds_t)(log->window_ms % 1000) * 1000};
+		rc = log->window_timer && event_add(log->window_timer, &every) == 0 ? DM_OK
+										      : DM_ERR_NOMEM;
+	}
 	if (rc) {
 		dm_error("audit: the log in %s/audit cannot be opened: %s", options->data_dir,
 			 dm_strerror(rc));
@@ -192,6 +219,8 @@ void audit_log_close(struct audit_log *log)
 		sign_checkpoint(log);
 	if (log->timer)
 		event_free(log->timer);
+	if (log->window_timer)
+		event_free(log->window_timer);
 	audit_store_close(log->store);
 	audit_key_free(log->key);
 	dm_buf_free(&log->checkpoint);
@@ -249,8 +278,8 @@ int audit_log_append_bounded(struct audit_log *log, const char *kind, struct aud
 		if (strcmp(slot->name, name) == 0 || i == MAX_KINDS - 1)
 			k = slot;
 	}
-	int64_t now = dm_now_ms();
-	if (now - k->window_start >= log->window_ms) {
+	int64_t now = mono_ms();
+	if (!k->window_start || now - k->window_start >= log->window_ms) {
 		summarise(log, k);
 		k->window_start = now;
 		k->recorded = 0;
@@ -259,10 +288,26 @@ int audit_log_append_bounded(struct audit_log *log, const char *kind, struct aud
 		k->recorded++;
 		return audit_log_append(log, e);
 	}
-	if (!k->suppressed)
-		k->first_ms = now;
+	int64_t wall = dm_now_ms();
+	if (!k->suppressed) {
+		/* Durable before anything is only counted (invariant 4). */
+		json_t *params = json_pack("{s:I, s:I}", "burst", (json_int_t)log->burst,
+					   "window_ms", (json_int_t)log->window_ms);
+		struct audit_entry begins = {
+			.who_kind = "node",
+			.action = "audit.suppressing",
+			.object = k->name,
+			.params = params,
+			.outcome = "ok",
+		};
+		int rc = params ? audit_log_append(log, &begins) : DM_ERR_NOMEM;
+		json_decref(params);
+		if (rc)
+			return rc;
+		k->first_ms = wall;
+	}
 	k->suppressed++;
-	k->last_ms = now;
+	k->last_ms = wall;
 	return DM_OK;
 }
 

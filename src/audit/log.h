@@ -35,7 +35,7 @@ struct audit_log_options {
 	const char *site;
 	uint64_t checkpoint_entries; /* N; 0: 1000 */
 	unsigned checkpoint_seconds; /* T; 0: 60 */
-	/* audit_log_append_bounded: entries of one kind per window; 0: 20
+	/* audit_log_append_bounded: entries of one kind per window; 0: 100
 	 * per 10000 ms. */
 	unsigned burst;
 	unsigned window_ms;
@@ -64,15 +64,24 @@ int audit_log_append(struct audit_log *log, struct audit_entry *e);
 /* For what anyone on the network can cause at will (a refused vehicle
  * connection): appends e as audit_log_append does while fewer than `burst`
  * entries of the same kind (a short name, e.g. "mqtt.connect/bad_secret")
- * came in the current window; past that, e is only counted, and when the
- * window has ended (seen at the next entry of the kind, at the log's timer
- * or at close) one entry of the node's own, action "audit.suppressed",
- * object the kind, records how many there were and between which times
- * (params count, from, to). So a flood of refused connections costs a
- * bounded number of synced writes and bytes, and the log still says it
- * happened. Kinds past the 16th share one count, "other". Returns DM_OK
- * for an entry counted, else what audit_log_append returned. */
+ * came in the current window. The first entry past that is replaced by one
+ * of the node's own, action "audit.suppressing" (object: the kind; params
+ * burst, window_ms), so that even a crash leaves the fact in the log; the
+ * rest of the window's entries of the kind are only counted. When the
+ * window has ended (checked at every window's length by a timer, at the
+ * next entry of the kind, and by audit_log_summarise) one more entry,
+ * "audit.suppressed", records how many there were and between which times
+ * (params count, from, to; wall-clock ms). So a flood of refusals costs at
+ * most burst + 2 synced appends per kind and window, and the log still says
+ * it happened. Windows are measured on the monotonic clock. Fifteen kinds
+ * get their own counts; the kinds past them share one, "other". Returns
+ * DM_OK for an entry counted, else what audit_log_append returned. */
 int audit_log_append_bounded(struct audit_log *log, const char *kind, struct audit_entry *e);
+
+/* Records every count audit_log_append_bounded holds now, window ended or
+ * not (the node calls it before its last entry); audit_log_close does it
+ * too. */
+void audit_log_summarise(struct audit_log *log);
 
 /* The latest signed checkpoint, appended to out. */
 int audit_log_checkpoint(struct audit_log *log, struct dm_buf *out);

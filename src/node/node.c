@@ -701,17 +701,23 @@ static int audit_node_event(struct node *node, const char *action)
 		      NULL);
 }
 
-static void node_stop(struct node *node)
+/* Stops and frees everything; `ran`: the node had started, and its stop is
+ * recorded as the audit log's last entry. */
+static void node_stop(struct node *node, int ran)
 {
 	/* Order matters: the log's last acks go out while the MQTT server
 	 * still exists, then the server closes every session. */
 	api_free(node->api);
 	principals_free(node->principals);
 	node->principals = NULL;
-	engine_close(node->engine);
+	engine_close(node->engine); /* may record a last compaction */
 	node->engine = NULL;
 	keystore_free(node->keystore);
 	node->keystore = NULL;
+	if (ran && node->audit) {
+		audit_log_summarise(node->audit);
+		audit_node_event(node, "node.stop");
+	}
 	audit_log_close(node->audit); /* a last checkpoint */
 	node->audit = NULL;
 	/* One pass of the loop writes those acks out; hooks see no engine now
@@ -886,12 +892,9 @@ int node_main(int argc, char **argv)
 		if (rc == DM_OK)
 			event_base_dispatch(node.base);
 	}
-	if (rc == DM_OK) {
-		audit_node_event(&node, "node.stop");
-	} else {
+	if (rc != DM_OK)
 		dm_error("node failed to start: %s", dm_strerror(rc));
-	}
-	node_stop(&node);
+	node_stop(&node, rc == DM_OK);
 	if (rc == DM_OK)
 		dm_info("node stopped");
 	return rc == DM_OK ? 0 : 1;

@@ -167,7 +167,7 @@ struct engine {
 	uint64_t erased_waiting;     /* guarded by lock: erasures no compaction completed */
 	int compaction_finished;     /* guarded by lock: last_compaction not reported */
 	int last_compaction_status;  /* guarded by lock */
-	struct db_stats last_compaction; /* guarded by lock: removed since the last success */
+	struct db_stats last_compaction; /* guarded by lock: removed since the last report */
 	struct event *compaction_done;
 	int kek_unsettled;           /* a KEK rotation did not finish: wrap nothing */
 };
@@ -658,6 +658,11 @@ static int flush_generation(struct engine *engine, struct generation *g)
 /* Deletes the blocks of erased vehicles. Flush thread (or close). */
 static void compact(struct engine *engine)
 {
+	/* The erasures committed before this compaction starts are the ones
+	 * it completes; one committed while it runs waits for the next. */
+	pthread_mutex_lock(&engine->lock);
+	uint64_t erasures = engine->erased_waiting;
+	pthread_mutex_unlock(&engine->lock);
 	struct db_stats removed;
 	int rc = db_compact_erased(engine->flush_db, &removed);
 	if (removed.blocks)
@@ -671,19 +676,19 @@ static void compact(struct engine *engine)
 	engine->compacted.blocks += removed.blocks;
 	engine->compacted.block_bytes += removed.block_bytes;
 	engine->compacted.samples += removed.samples;
-	/* What the attempts since the last success removed, reported once one
+	/* What the attempts since the last report removed, reported once one
 	 * succeeds or fails; a busy reader (DM_ERR_STATE) is no failure, the
 	 * next tick tries again. */
 	engine->last_compaction.blocks += removed.blocks;
 	engine->last_compaction.block_bytes += removed.block_bytes;
 	engine->last_compaction.samples += removed.samples;
 	if (rc != DM_ERR_STATE) {
-		engine->last_compaction.vehicles = rc == DM_OK ? engine->erased_waiting : 0;
+		engine->last_compaction.vehicles = rc == DM_OK ? erasures : 0;
 		engine->last_compaction_status = rc;
 		engine->compaction_finished = 1;
 	}
 	if (rc == DM_OK)
-		engine->erased_waiting = 0;
+		engine->erased_waiting -= erasures;
 	pthread_mutex_unlock(&engine->lock);
 }
 
@@ -694,7 +699,7 @@ static void report_compaction(struct engine *engine)
 	int finished = engine->compaction_finished, status = engine->last_compaction_status;
 	struct db_stats removed = engine->last_compaction;
 	engine->compaction_finished = 0;
-	if (finished && status == DM_OK)
+	if (finished)
 		memset(&engine->last_compaction, 0, sizeof engine->last_compaction);
 	pthread_mutex_unlock(&engine->lock);
 	if (finished && engine->opt.on_compacted)

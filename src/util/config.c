@@ -126,7 +126,7 @@ void node_config_defaults(struct node_config *config)
 	config->store_encryption = 1;
 	config->audit_checkpoint_entries = 1000;
 	config->audit_checkpoint_seconds = 60;
-	config->audit_refusal_burst = 20;
+	config->audit_refusal_burst = 100;
 	config->audit_refusal_window_seconds = 10;
 }
 

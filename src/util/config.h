@@ -78,7 +78,7 @@ struct node_config {
 	unsigned audit_checkpoint_seconds; /* or every T seconds, default 60 */
 	/* Refused vehicle connections recorded one by one, per reason and
 	 * window; the rest are counted (audit_log_append_bounded). */
-	unsigned audit_refusal_burst;          /* default 20 */
+	unsigned audit_refusal_burst;          /* default 100 */
 	unsigned audit_refusal_window_seconds; /* default 10 */
 };
 

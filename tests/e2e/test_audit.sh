@@ -150,8 +150,9 @@ audit_export "$AUDITOR" $((count + 2))
 verify "$WORK/entries.json" || fail "after the restart: $(cat "$WORK/verify.out")"
 
 # A flood of refused connections: the first audit_refusal_burst of a reason
-# are recorded one by one, the rest only counted, in one audit.suppressed
-# entry made at the latest when the node stops.
+# are recorded one by one, then one entry says counting began, and the
+# count is recorded in one audit.suppressed entry, at the latest before the
+# node records its stop.
 stop_node TERM
 printf 'audit_refusal_burst 3\naudit_refusal_window_seconds 3600\n' >>"$WORK/cn.conf"
 start_node cn
@@ -162,10 +163,10 @@ done
 stop_node TERM
 start_node cn
 from=$((count + 2))
-audit_export "$AUDITOR" $((from + 8))
+audit_export "$AUDITOR" $((from + 9))
 tail -n +$((from + 1)) "$WORK/entries.txt" >"$WORK/flood.txt"
 got=$(jq -r .action "$WORK/flood.txt" | paste -sd' ')
-[ "$got" = "node.stop node.start mqtt.connect mqtt.connect mqtt.connect node.stop audit.suppressed node.start" ] ||
+[ "$got" = "node.stop node.start mqtt.connect mqtt.connect mqtt.connect audit.suppressing audit.suppressed node.stop node.start" ] ||
 	fail "after the flood: $got"
 jq -s -e 'map(select(.action == "audit.suppressed")) | length == 1 and (.[0] |
 	.object == "mqtt.connect/unknown_vehicle" and .params.count == 5 and

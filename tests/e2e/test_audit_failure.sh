@@ -65,6 +65,7 @@ jq -e --argjson id "$ID1" 'any(.requests[]; .id == $id)' <<<"$OUT" >/dev/null ||
 echo 1 >"$FAULT"
 as "$OFFICER" POST "/v1/erasure-requests/$ID2/approve"
 must 503 "approval whose outcome cannot be recorded"
+grep -q "the change may have been made" <<<"$OUT" || fail "the 503 hides that the change may be made: $OUT"
 rm -f "$FAULT"
 stop_node TERM
 start_faulty
