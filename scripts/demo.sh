@@ -160,35 +160,31 @@ OWNER_REQUEST=$(curl -sf -D - -o /dev/null -H "Authorization: Bearer $(cat "$WOR
 	"http://127.0.0.1:$CN_API/v1/vehicles/$OWNED_VIN/latest" | tr -d '\r' |
 	awk -F': ' 'tolower($1) == "x-request-id" {print $2}')
 echo "   owner li read the latest values of $OWNED_VIN (request $OWNER_REQUEST)"
-# audit_export SITE: the site's key, a checkpoint that covers the log as it
-# is now, its entries (pages of 1000) and the offline verdict, in $WORK.
+# audit_export SITE: waits until the site's log is still and signed, then
+# exports it as its auditor would (domicile audit fetch) into $WORK/SITE.export
+# and checks it offline against the checkpoint kept at the start.
 audit_export() {
-	local site=$1 size=0 before=-1 start
-	# Wait until a checkpoint covers the owner's read and the log is still.
+	local site=$1 size before=-1 api_var
+	api_var=$(echo "$site" | tr a-z A-Z)_API
 	for _ in $(seq 1 50); do
-		as_auditor "$site" /v1/audit/checkpoint >"$WORK/$site.latest.ckpt"
-		size=$(sed -n 2p "$WORK/$site.latest.ckpt")
+		size=$(as_auditor "$site" /v1/audit/checkpoint | sed -n 2p)
 		[ "$size" = "$before" ] && break
 		before=$size
 		sleep 1.2
 	done
-	as_auditor "$site" /v1/audit/key >"$WORK/$site.key"
-	rm -f "$WORK/$site".entries.*.json
-	for ((start = 0; start < size; start += 1000)); do
-		end=$((start + 1000 < size ? start + 1000 : size))
-		as_auditor "$site" "/v1/audit/entries?start=$start&end=$end" >"$WORK/$site.entries.$(printf %09d "$start").json"
-	done
-	jq -r '.entries[]' "$WORK/$site".entries.*.json | while read -r e; do base64 -d <<<"$e"; echo; done \
+	"$DOMICILE" audit fetch --api "http://127.0.0.1:${!api_var}" --token-file "$WORK/$site.auditor" \
+		--out "$WORK/$site.export" >/dev/null || return 1
+	jq -r '.entries[]' "$WORK/$site.export/entries.json" | while read -r e; do base64 -d <<<"$e"; echo; done \
 		>"$WORK/$site.entries.txt"
-	"$DOMICILE" audit verify --key-file "$WORK/$site.key" --checkpoint "$WORK/$site.latest.ckpt" \
-		--trusted "$WORK/$site.first.ckpt" "$WORK/$site".entries.*.json >"$WORK/$site.verify" 2>&1
+	"$DOMICILE" audit verify --key-file "$WORK/$site.export/key" --checkpoint "$WORK/$site.export/checkpoint" \
+		--trusted "$WORK/$site.first.ckpt" "$WORK/$site.export/entries.json" >"$WORK/$site.verify" 2>&1
 	echo $? >"$WORK/$site.verify.status"
 }
 audit_export cn
 audit_export de
 for site in cn de; do
 	printf '   %s: %s entries; first checkpoint kept: %s entries; audit verify: %s\n' \
-		"$(echo $site | tr a-z A-Z)" "$(sed -n 2p "$WORK/$site.latest.ckpt")" \
+		"$(echo $site | tr a-z A-Z)" "$(sed -n 2p "$WORK/$site.export/checkpoint")" \
 		"$(sed -n 2p "$WORK/$site.first.ckpt")" "$(head -1 "$WORK/$site.verify" | sed 's/;.*//')"
 	jq -r '"\(.action) \(.outcome)"' "$WORK/$site.entries.txt" | sort | uniq -c | sort -rn |
 		awk '{printf "      %5d  %-22s %s\n", $1, $2, $3}'

@@ -1159,8 +1159,6 @@ static void get_audit_key(struct call *call, const char *param, size_t len)
 	dm_buf_free(&text);
 }
 
-#define AUDIT_PAGE_MAX 1000
-
 /* Base64 of each hash, as a JSON array. */
 static json_t *hashes_json(const uint8_t hashes[][MERKLE_HASH_LEN], size_t count)
 {
@@ -1203,12 +1201,12 @@ static void get_audit_entries(struct call *call, const char *param, size_t len)
 	/* Without an end, a page up to the size the latest checkpoint signs. */
 	int64_t signed_size = (int64_t)audit_log_checkpoint_size(log);
 	int64_t fallback = signed_size > start ? signed_size : start;
-	if (fallback - start > AUDIT_PAGE_MAX)
-		fallback = start + AUDIT_PAGE_MAX;
+	if (fallback - start > API_AUDIT_PAGE_MAX)
+		fallback = start + API_AUDIT_PAGE_MAX;
 	if (!query_int(call, "end", fallback, start, size, &end))
 		return;
-	if (end - start > AUDIT_PAGE_MAX) {
-		reply_error(call, 400, "at most %d entries at a time", AUDIT_PAGE_MAX);
+	if (end - start > API_AUDIT_PAGE_MAX) {
+		reply_error(call, 400, "at most %d entries at a time", API_AUDIT_PAGE_MAX);
 		return;
 	}
 	json_t *list = json_array();

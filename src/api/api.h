@@ -25,6 +25,11 @@
  * /v1/erasure-requests/{id}/approve|reject) or erases alone (DELETE
  * /v1/vehicles/{vin}). From then on the vehicle's samples answer 410 Gone
  * and GET /v1/vehicles/{vin} shows erased_ms and erased_by.
+ *
+ * Audit log (auditor): GET /v1/audit/checkpoint (text), /v1/audit/key
+ * (text), /v1/audit/entries?start=I&end=J ({"entries": [base64, ...]}, at
+ * most API_AUDIT_PAGE_MAX per call), /v1/audit/proof/inclusion?index&size
+ * and /v1/audit/proof/consistency?from&to ({"hashes": [...]}).
  */
 #ifndef DM_API_H
 #define DM_API_H
@@ -33,6 +38,9 @@
 #include <stddef.h>
 
 #include "util/buf.h"
+
+/* The most audit entries one GET /v1/audit/entries answers. */
+#define API_AUDIT_PAGE_MAX 1000
 
 struct event_base;
 struct engine;

@@ -1,19 +1,23 @@
 /*
  * command.c — `domicile audit` (usage and exit codes: command.h). Reads the
  * auditor's files, hands them to audit/verify and prints its verdict: the
- * verdict on stdout, problems reading the inputs on stderr.
+ * verdict on stdout, problems reading the inputs on stderr. `fetch` hands
+ * its work to audit/fetch.
  */
 #include "audit/command.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "api/client.h"
 #include "audit/checkpoint.h"
+#include "audit/fetch.h"
 #include "audit/verify.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -27,6 +31,7 @@ static const char usage_text[] =
     "       domicile audit verify-inclusion (--key KEY | --key-file FILE) --checkpoint FILE\n"
     "           --proof FILE|- (--entry BASE64 | --entry-file FILE) [--origin ORIGIN]\n"
     "       domicile audit key --file FILE --name NAME\n"
+    "       domicile audit fetch --api URL --token-file FILE [--cacert FILE] --out DIR\n"
     "\n"
     "  --key KEY          the site's verifier key (NAME+KEYID+BASE64, GET /v1/audit/key)\n"
     "  --key-file FILE    a file holding it\n"
@@ -38,6 +43,10 @@ static const char usage_text[] =
     "  ENTRIES.json       exports of GET /v1/audit/entries, in order, from index 0\n"
     "  --proof FILE|-     one inclusion proof, from a file or stdin\n"
     "  --entry BASE64     the entry as the export has it; --entry-file: its exact bytes\n"
+    "  --api URL          the node's API, http[s]://HOST:PORT (fetch)\n"
+    "  --token-file FILE  a file holding an auditor's bearer token (fetch)\n"
+    "  --cacert FILE      over https, the CA certificate to trust (default: the system's)\n"
+    "  --out DIR          where fetch writes checkpoint, key and entries.json (new files)\n"
     "\n"
     "exit status: 0 verified, 1 does not verify (or an input cannot be read), 2 usage\n";
 
@@ -47,6 +56,7 @@ static const char usage_text[] =
 
 struct args {
 	const char *key, *key_file, *origin, *proof, *entry, *entry_file, *file, *name;
+	const char *api, *token_file, *cacert, *out; /* fetch */
 	const char *checkpoints[MAX_FILES];
 	size_t n_checkpoints;
 	const char *trusted[MAX_FILES];
@@ -87,6 +97,10 @@ static int parse(int argc, char **argv, struct args *a)
 	    {"entry-file", required_argument, NULL, 'E'},
 	    {"file", required_argument, NULL, 'f'},
 	    {"name", required_argument, NULL, 'n'},
+	    {"api", required_argument, NULL, 'a'},
+	    {"token-file", required_argument, NULL, 'T'},
+	    {"cacert", required_argument, NULL, 'C'},
+	    {"out", required_argument, NULL, 'O'},
 	    {NULL, 0, NULL, 0},
 	};
 	int opt;
@@ -128,6 +142,18 @@ static int parse(int argc, char **argv, struct args *a)
 			break;
 		case 'n':
 			a->name = optarg;
+			break;
+		case 'a':
+			a->api = optarg;
+			break;
+		case 'T':
+			a->token_file = optarg;
+			break;
+		case 'C':
+			a->cacert = optarg;
+			break;
+		case 'O':
+			a->out = optarg;
 			break;
 		default:
 			return 0;
@@ -422,6 +448,37 @@ static int run_key(struct args *a, int argc)
 	return rc == DM_OK ? 0 : 1;
 }
 
+/* The options of the offline commands: none of them reaches a node. */
+static int offline_only(const struct args *a)
+{
+	return !a->api && !a->token_file && !a->cacert && !a->out;
+}
+
+static int run_fetch(struct args *a, int argc)
+{
+	if (!a->api || !a->token_file || !a->out || optind != argc || a->key || a->key_file ||
+	    a->n_checkpoints || a->n_trusted || a->n_proofs || a->proof || a->entry ||
+	    a->entry_file || a->origin || a->file || a->name)
+		return usage();
+	struct api_client client;
+	char err[PATH_MAX + 512];
+	if (api_client_init(&client, a->api, a->token_file, a->cacert, err, sizeof err) != DM_OK) {
+		fprintf(stderr, "domicile audit fetch: %s\n", err);
+		return 1;
+	}
+	uint64_t size = 0;
+	if (audit_fetch(&client, a->out, &size, err, sizeof err) != DM_OK) {
+		fprintf(stderr, "domicile audit fetch: %s\n", err);
+		return 1;
+	}
+	printf("fetched %" PRIu64 " entries and the checkpoint that signs them into %s\n"
+	       "check them against the key you hold and a checkpoint you kept:\n"
+	       "  domicile audit verify --key-file SITE.key --checkpoint %s/checkpoint "
+	       "--trusted OLD.ckpt %s/entries.json\n",
+	       size, a->out, a->out, a->out);
+	return 0;
+}
+
 int audit_main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -434,6 +491,10 @@ int audit_main(int argc, char **argv)
 	struct args a;
 	memset(&a, 0, sizeof a);
 	if (!parse(argc - 1, argv + 1, &a))
+		return usage();
+	if (strcmp(what, "fetch") == 0)
+		return run_fetch(&a, argc - 1);
+	if (!offline_only(&a))
 		return usage();
 	if (strcmp(what, "verify") == 0)
 		return run_verify(&a, argc - 1, argv + 1);

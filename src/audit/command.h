@@ -9,12 +9,17 @@
  *        --checkpoint FILE --proof FILE|- (--entry BASE64 | --entry-file FILE)
  *        [--origin ORIGIN]
  *   domicile audit key --file FILE --name NAME
+ *   domicile audit fetch --api URL --token-file FILE [--cacert FILE] --out DIR
  *
  * ENTRIES.json files are exports of GET /v1/audit/entries, read in the order
  * given (and, within a file, one object after another) as one log from
  * index 0. KEY is the signed-note verifier key (GET /v1/audit/key); a key
  * file holds it on one line. `key` prints the verifier key of the key file,
  * creating the file (mode 0600) when it does not exist.
+ *
+ * `fetch` exports a running node's log as an auditor (audit/fetch.h) into
+ * DIR: checkpoint, key and entries.json, ready for `verify`; it exits 0 when
+ * the export was written, 1 when it was not.
  *
  * Exits 0 when everything verifies (printing "OK: …"), 1 when it does not
  * (printing the first problem, "entry N: reason" or "checkpoint FILE: …",

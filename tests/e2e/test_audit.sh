@@ -173,4 +173,37 @@ jq -s -e 'map(select(.action == "audit.suppressed")) | length == 1 and (.[0] |
 	.params.from <= .params.to and .who.kind == "node")' "$WORK/flood.txt" >/dev/null ||
 	fail "the suppressed count: $(grep suppressed "$WORK/flood.txt")"
 verify "$WORK/entries.json" || fail "after the flood: $(cat "$WORK/verify.out")"
+
+# `domicile audit fetch`: the auditor's export in one command, over more
+# than one page of entries (1,000 audited reads first), ready for verify.
+cfg="$WORK/reads.curl"
+: >"$cfg"
+for i in $(seq 1 1000); do
+	[ "$i" -gt 1 ] && echo next >>"$cfg"
+	printf 'url = "http://127.0.0.1:%s/v1/vehicles/%s"\nheader = "Authorization: Bearer %s"\noutput = /dev/null\n' \
+		"$API_PORT" "$VIN2" "$TOKEN" >>"$cfg"
+done
+curl -sS -K "$cfg" || fail "the 1,000 reads"
+printf '%s\n' "$AUDITOR" >"$WORK/auditor.token"
+fetch() { "$DOMICILE" audit fetch --api "http://127.0.0.1:$API_PORT" --token-file "$1" --out "$2" \
+	>"$WORK/fetch.out" 2>&1; }
+wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | awk '\$1 > 1000 {ok = 1} END {exit !ok}'" ||
+	fail "no checkpoint past 1,000 entries"
+fetch "$WORK/auditor.token" "$WORK/fetched" || fail "audit fetch: $(cat "$WORK/fetch.out")"
+fetched=$(sed -n 2p "$WORK/fetched/checkpoint")
+[ "$(jq '.entries | length' "$WORK/fetched/entries.json")" = "$fetched" ] || fail "the fetched export is not the checkpoint's $fetched entries"
+cmp -s "$WORK/fetched/key" "$WORK/key" || fail "the fetched key is not the site's"
+[ "$(stat -c %a "$WORK/fetched/entries.json")" = 600 ] || fail "the export is readable by others"
+"$DOMICILE" audit verify --key-file "$WORK/key" --checkpoint "$WORK/fetched/checkpoint" --trusted "$WORK/old.ckpt" \
+	"$WORK/fetched/entries.json" >"$WORK/verify.out" 2>&1 || fail "the fetched export: $(cat "$WORK/verify.out")"
+grep -q "^OK: $fetched entries" "$WORK/verify.out" || fail "the fetched export: $(cat "$WORK/verify.out")"
+# An export is never overwritten; a token without the auditor role gets nothing.
+before=$(sha256sum "$WORK/fetched/entries.json")
+fetch "$WORK/auditor.token" "$WORK/fetched" && fail "an export was fetched over another"
+grep -q "an export is already there" "$WORK/fetch.out" || fail "overwrite refused how? $(cat "$WORK/fetch.out")"
+[ "$(sha256sum "$WORK/fetched/entries.json")" = "$before" ] || fail "the first export changed"
+printf '%s\n' "$OWNER" >"$WORK/owner.token"
+fetch "$WORK/owner.token" "$WORK/by-owner" && fail "an owner fetched the audit log"
+grep -q "HTTP 403" "$WORK/fetch.out" || fail "the owner's fetch: $(cat "$WORK/fetch.out")"
+[ -z "$(ls -A "$WORK/by-owner" 2>/dev/null)" ] || fail "a refused fetch left files"
 pass
