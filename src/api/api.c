@@ -1376,11 +1376,12 @@ static void get_routes(struct call *call, const char *param, size_t len)
 			if (routes[i].roles & ROLE_BIT(r))
 				json_array_append_new(roles, json_string(role_name((enum role)r)));
 		json_array_append_new(items,
-				      json_pack("{s:s, s:s, s:b, s:o, s:b}", "method",
+				      json_pack("{s:s, s:s, s:b, s:o, s:b, s:s?}", "method",
 						method_name(routes[i].method), "path",
 						routes[i].pattern, "open",
 						routes[i].roles == ROUTE_OPEN, "roles", roles,
-						"owner_scoped", owner_scoped(&routes[i])));
+						"owner_scoped", owner_scoped(&routes[i]),
+						"audit_action", routes[i].action));
 	}
 	reply_json(call, 200, json_pack("{s:o}", "routes", items));
 }

@@ -206,4 +206,15 @@ printf '%s\n' "$OWNER" >"$WORK/owner.token"
 fetch "$WORK/owner.token" "$WORK/by-owner" && fail "an owner fetched the audit log"
 grep -q "HTTP 403" "$WORK/fetch.out" || fail "the owner's fetch: $(cat "$WORK/fetch.out")"
 [ -z "$(ls -A "$WORK/by-owner" 2>/dev/null)" ] || fail "a refused fetch left files"
+
+# The auditors' guide names every action a route records and every action
+# this log holds.
+as "$AUDITOR" GET /v1/routes
+must 200 "the route table"
+actions=$( (jq -r '.routes[].audit_action // empty' <<<"$OUT"; jq -r .action "$WORK/entries.txt") | sort -u)
+[ "$(wc -l <<<"$actions")" -ge 20 ] || fail "too few actions to check: $actions"
+for action in $actions; do
+	awk -v a="\`$action\`" '/^\|/ && index($0, a) {found = 1} END {exit !found}' "$REPO/docs/audit.md" ||
+		fail "docs/audit.md does not describe $action"
+done
 pass
