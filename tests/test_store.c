@@ -190,7 +190,21 @@ struct harness {
 	struct keystore *keystore; /* the file KEK in dir; NULL when clear */
 	int clear;                 /* open the store without encryption */
 	int acks, ack_failures, duplicates;
+	/* What on_compacted told: calls with DM_OK, failures, and the sums. */
+	int compactions_ok, compactions_failed;
+	uint64_t compacted_vehicles, compacted_blocks;
 };
+
+static void count_compaction(void *arg, int status, const struct db_stats *removed)
+{
+	struct harness *h = arg;
+	if (status == DM_OK)
+		h->compactions_ok++;
+	else
+		h->compactions_failed++;
+	h->compacted_vehicles += removed->vehicles;
+	h->compacted_blocks += removed->blocks;
+}
 
 static void count_ack(void *arg, const struct engine_ack *ack, int status)
 {
@@ -216,6 +230,7 @@ static int harness_try_open(struct harness *h, unsigned flush_ms)
 		.catalog = catalog,
 		.flush_interval_ms = flush_ms,
 		.on_ack = count_ack,
+		.on_compacted = count_compaction,
 		.arg = h,
 	};
 	h->base = event_base_new();
@@ -804,6 +819,17 @@ static void test_engine_erasure_destroys_the_key_and_compaction_the_blocks(void 
 	} while (stats.compaction_pending);
 	assert_false(dir_holds(h->dir, wrapped, sizeof wrapped));
 	assert_false(dir_holds(h->dir, block + BLOCK_HEADER_LEN, 32));
+	/* The node heard of it (it records it in the audit log): one erasure
+	 * completed, A's block removed, nothing failed. */
+	for (int i = 0; i < 100 && !h->compactions_ok; i++) {
+		struct timeval tick = {0, 20000};
+		event_base_loopexit(h->base, &tick);
+		event_base_dispatch(h->base);
+	}
+	assert_true(h->compactions_ok >= 1);
+	assert_int_equal(h->compactions_failed, 0);
+	assert_int_equal(h->compacted_vehicles, 1);
+	assert_int_equal(h->compacted_blocks, 1);
 	harness_close(h);
 
 	/* After a restart: still erased, by whom, and the other vehicle intact. */
@@ -822,6 +848,29 @@ static void test_engine_erasure_destroys_the_key_and_compaction_the_blocks(void 
 	snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM blocks WHERE vehicle_id = %u", (unsigned)b);
 	assert_int_equal(store_count(h, sql), 1);
 	assert_false(dir_holds(h->dir, block + BLOCK_HEADER_LEN, 32));
+}
+
+/* Two erasures one after the other, while compactions may run: each is
+ * reported completed exactly once, whether the loop or the close hears of
+ * it. */
+static void test_engine_reports_each_erasure_compacted_once(void **state)
+{
+	struct harness *h = *state;
+	uint32_t a, b;
+	two_vehicles_with_blocks(h, &a, &b);
+	harness_open(h, 3600000);
+	struct fleet *fleet = engine_fleet(h->engine);
+	assert_int_equal(engine_erase(h->engine, fleet_by_vin(fleet, VIN, 17), "po"), DM_OK);
+	assert_int_equal(engine_erase(h->engine, fleet_by_vin(fleet, "LSVAU218XN2183295", 17), "po"),
+			 DM_OK);
+	struct timeval tick = {0, 20000};
+	event_base_loopexit(h->base, &tick);
+	event_base_dispatch(h->base);
+	harness_close(h); /* what is left is compacted and reported here */
+	assert_int_equal(h->compacted_vehicles, 2);
+	assert_int_equal(h->compacted_blocks, 2);
+	assert_int_equal(h->compactions_failed, 0);
+	assert_true(h->compactions_ok >= 1);
 }
 
 static void test_engine_refuses_a_store_of_another_schema_version(void **state)
@@ -930,6 +979,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_engine_erasure_destroys_the_key_and_compaction_the_blocks,
 			harness_setup, harness_teardown),
+		cmocka_unit_test_setup_teardown(test_engine_reports_each_erasure_compacted_once,
+						harness_setup, harness_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_engine_kek_rotation_rewraps_without_rewriting_blocks, harness_setup,
 			harness_teardown),

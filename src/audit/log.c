@@ -13,7 +13,7 @@
  *     append that succeeded); every entry appended after the first carries
  *     it, in base64, as "prev" (audit/entry.h). A failed append leaves it
  *     as it was.
- *  4. For every kind of bounded entry: `recorded` entries were appended
+ *  4. For every kind of bounded entry: `recorded` appends were attempted
  *     since window_start (monotonic ms), and `suppressed` were counted
  *     instead (between first_ms and last_ms, wall clock) and not yet
  *     summarised; the first of a window's suppressed entries made an

@@ -554,15 +554,15 @@ static void on_commit(void *arg, size_t records, size_t bytes, uint64_t fsync_ns
 }
 
 /* The last step of an erasure: the erased vehicles' blocks are gone from
- * the store's files. Recorded when it completed an erasure or removed
- * something, and when it fails (it is retried every flush tick: only the
- * first failure of a run is recorded). */
+ * the store's files. Recorded when it completed an erasure, removed
+ * something or ended a run of failures, and when it fails (it is retried
+ * every flush tick: only the first failure of a run is recorded). */
 static void on_compacted(void *arg, int status, const struct db_stats *removed)
 {
 	struct node *node = arg;
 	int failed_before = node->compaction_failing;
 	node->compaction_failing = status != DM_OK;
-	if ((status == DM_OK && !removed->vehicles && !removed->blocks) ||
+	if ((status == DM_OK && !removed->vehicles && !removed->blocks && !failed_before) ||
 	    (status != DM_OK && failed_before))
 		return;
 	record(node,

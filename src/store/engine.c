@@ -129,6 +129,16 @@ struct inflight_run {
 	uint64_t count;
 };
 
+/* What compactions did since the last report to on_compacted: the flush
+ * thread may finish several before the loop reports. */
+struct compaction_news {
+	int succeeded;           /* at least one succeeded */
+	int failed;              /* at least one failed, the latest with `failure` */
+	int failure;
+	int latest_failed;       /* the latest attempt of those failed */
+	struct db_stats removed; /* by all of them; vehicles: the erasures completed */
+};
+
 struct engine {
 	struct event_base *base;
 	struct engine_options opt;
@@ -165,9 +175,7 @@ struct engine {
 	int compact_pending;         /* guarded by lock: erased blocks may remain */
 	struct db_stats compacted;   /* guarded by lock: what compaction removed */
 	uint64_t erased_waiting;     /* guarded by lock: erasures no compaction completed */
-	int compaction_finished;     /* guarded by lock: last_compaction not reported */
-	int last_compaction_status;  /* guarded by lock */
-	struct db_stats last_compaction; /* guarded by lock: removed since the last report */
+	struct compaction_news news; /* guarded by lock: not yet reported */
 	struct event *compaction_done;
 	int kek_unsettled;           /* a KEK rotation did not finish: wrap nothing */
 };
@@ -676,34 +684,44 @@ static void compact(struct engine *engine)
 	engine->compacted.blocks += removed.blocks;
 	engine->compacted.block_bytes += removed.block_bytes;
 	engine->compacted.samples += removed.samples;
-	/* What the attempts since the last report removed, reported once one
-	 * succeeds or fails; a busy reader (DM_ERR_STATE) is no failure, the
-	 * next tick tries again. */
-	engine->last_compaction.blocks += removed.blocks;
-	engine->last_compaction.block_bytes += removed.block_bytes;
-	engine->last_compaction.samples += removed.samples;
-	if (rc != DM_ERR_STATE) {
-		engine->last_compaction.vehicles = rc == DM_OK ? erasures : 0;
-		engine->last_compaction_status = rc;
-		engine->compaction_finished = 1;
-	}
-	if (rc == DM_OK)
+	/* A busy reader (DM_ERR_STATE) is no failure: the next tick tries
+	 * again, and the blocks it removed are counted with the next news. */
+	struct compaction_news *news = &engine->news;
+	news->removed.blocks += removed.blocks;
+	news->removed.block_bytes += removed.block_bytes;
+	news->removed.samples += removed.samples;
+	if (rc == DM_OK) {
+		news->succeeded = 1;
+		news->removed.vehicles += erasures;
 		engine->erased_waiting -= erasures;
+	} else if (rc != DM_ERR_STATE) {
+		news->failed = 1;
+		news->failure = rc;
+	}
+	if (rc != DM_ERR_STATE)
+		news->latest_failed = rc != DM_OK;
 	pthread_mutex_unlock(&engine->lock);
 }
 
-/* Hands the last compaction's outcome to on_compacted (loop, or close). */
+/* Hands the compactions' news to on_compacted (loop, or close), in the
+ * order that ends with the latest outcome: a success and a failure since
+ * the last report are both told, what they removed with the success. */
 static void report_compaction(struct engine *engine)
 {
 	pthread_mutex_lock(&engine->lock);
-	int finished = engine->compaction_finished, status = engine->last_compaction_status;
-	struct db_stats removed = engine->last_compaction;
-	engine->compaction_finished = 0;
-	if (finished)
-		memset(&engine->last_compaction, 0, sizeof engine->last_compaction);
+	struct compaction_news news = engine->news;
+	memset(&engine->news, 0, sizeof engine->news);
 	pthread_mutex_unlock(&engine->lock);
-	if (finished && engine->opt.on_compacted)
-		engine->opt.on_compacted(engine->opt.arg, status, &removed);
+	if (!engine->opt.on_compacted)
+		return;
+	static const struct db_stats nothing;
+	if (news.failed && !news.latest_failed)
+		engine->opt.on_compacted(engine->opt.arg, news.failure, &nothing);
+	if (news.succeeded)
+		engine->opt.on_compacted(engine->opt.arg, DM_OK, &news.removed);
+	if (news.failed && news.latest_failed)
+		engine->opt.on_compacted(engine->opt.arg, news.failure,
+					 news.succeeded ? &nothing : &news.removed);
 }
 
 static void on_compaction_done(evutil_socket_t fd, short what, void *arg)

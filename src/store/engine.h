@@ -70,14 +70,16 @@ struct engine_options {
 	/* Called on the flush thread for every block written, for metrics. */
 	void (*on_block)(void *arg, size_t samples, size_t bytes);
 	void (*on_commit)(void *arg, size_t records, size_t bytes, uint64_t fsync_ns);
-	/* Called on the loop (or in engine_close) when a compaction of erased
-	 * vehicles' data succeeded or failed: its status, and what the
-	 * attempts since the last report removed; removed->vehicles counts
-	 * the erasures of this process it completed (those committed before
-	 * it began; erasures left from before a restart are not counted, but
-	 * their blocks are). An attempt that found SQLite's log busy is not
-	 * reported: it is retried at the next flush tick, as a failed one is
-	 * (and reported again). May be NULL. */
+	/* Called on the loop (or in engine_close) after compactions of erased
+	 * vehicles' data: once with DM_OK when one or more succeeded since the
+	 * last call, with what every attempt since removed, removed->vehicles
+	 * counting the erasures of this process they completed (those
+	 * committed before each began; erasures left from before a restart
+	 * are not counted, their blocks are); and once with the status of a
+	 * failure, if any, ordered so that the last call tells the latest
+	 * outcome. A failed compaction is retried at every flush tick (and
+	 * reported again); an attempt that found SQLite's log busy is retried
+	 * too, and not reported. May be NULL. */
 	void (*on_compacted)(void *arg, int status, const struct db_stats *removed);
 	void *arg;
 };
