@@ -43,9 +43,13 @@ as_auditor() {
 	local api_var=$(echo "$1" | tr a-z A-Z)_API
 	curl -sf -H "Authorization: Bearer $(cat "$WORK/$1.auditor")" "http://127.0.0.1:${!api_var}$2"
 }
-# An auditor at each site keeps the first checkpoint the site hands out, to
-# check at the end that the log only grew from it.
+# An auditor at each site holds the site's key, read on the site's host
+# (not from the node's API), and keeps the first checkpoint the site hands
+# out, to check at the end that the log only grew from it.
 for site in cn de; do
+	"$DOMICILE" audit key --file "$WORK/$site/audit.key" \
+		--name "domicile-$(awk '$1 == "site" {print $2}' "$WORK/$site.conf")" >"$WORK/$site.site.key" ||
+		{ echo "no audit key at $site" >&2; exit 1; }
 	"$DOMICILE" principals add "auditor-$site" --role auditor -c "$WORK/$site.conf" \
 		>"$WORK/$site.auditor" 2>/dev/null || { echo "no auditor at $site" >&2; exit 1; }
 	# The first checkpoint that covers the auditor's own creation (the
@@ -173,10 +177,10 @@ audit_export() {
 		sleep 1.2
 	done
 	"$DOMICILE" audit fetch --api "http://127.0.0.1:${!api_var}" --token-file "$WORK/$site.auditor" \
-		--out "$WORK/$site.export" >/dev/null || return 1
+		--key-file "$WORK/$site.site.key" --out "$WORK/$site.export" >/dev/null || return 1
 	jq -r '.entries[]' "$WORK/$site.export/entries.json" | while read -r e; do base64 -d <<<"$e"; echo; done \
 		>"$WORK/$site.entries.txt"
-	"$DOMICILE" audit verify --key-file "$WORK/$site.export/key" --checkpoint "$WORK/$site.export/checkpoint" \
+	"$DOMICILE" audit verify --key-file "$WORK/$site.site.key" --checkpoint "$WORK/$site.export/checkpoint" \
 		--trusted "$WORK/$site.first.ckpt" "$WORK/$site.export/entries.json" >"$WORK/$site.verify" 2>&1
 	echo $? >"$WORK/$site.verify.status"
 }

@@ -14,6 +14,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -24,7 +25,18 @@
 #include "util/addr.h"
 #include "util/err.h"
 
-#define TIMEOUT_S 30
+#define MAX_HEADERS 16384
+
+/* 127.0.0.0/8, ::1 or "localhost". */
+static int is_loopback(const char *host)
+{
+	unsigned char ip[16];
+	if (inet_pton(AF_INET, host, ip) == 1)
+		return ip[0] == 127;
+	if (inet_pton(AF_INET6, host, ip) == 1)
+		return memcmp(ip, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0;
+	return strcmp(host, "localhost") == 0;
+}
 
 int api_client_init(struct api_client *client, const char *url, const char *token_file,
 		    const char *cacert, char *err, size_t err_len)
@@ -54,6 +66,15 @@ int api_client_init(struct api_client *client, const char *url, const char *toke
 		snprintf(client->host, sizeof client->host, "127.0.0.1");
 	else if (strcmp(client->host, "::") == 0)
 		snprintf(client->host, sizeof client->host, "::1");
+	if (!client->https && !is_loopback(client->host)) {
+		snprintf(err, err_len,
+			 "'%s': plain http only to a loopback address; the token would cross "
+			 "the network in clear (use https)",
+			 url);
+		return DM_ERR_INVALID;
+	}
+	client->max_body = API_CLIENT_MAX_BODY;
+	client->deadline_s = API_CLIENT_DEADLINE_S;
 	FILE *f = fopen(token_file, "r");
 	if (!f || !fgets(client->token, sizeof client->token, f)) {
 		if (f)
@@ -72,15 +93,37 @@ int api_client_init(struct api_client *client, const char *url, const char *toke
 
 struct exchange {
 	struct event_base *base;
+	struct evhttp_request *req; /* until it completes */
 	struct api_response *out;
 	int answered;
 	int nomem;
+	int too_large;
+	int late;
 };
+
+static void on_request_error(enum evhttp_request_error error, void *arg)
+{
+	struct exchange *ex = arg;
+	if (error == EVREQ_HTTP_DATA_TOO_LONG)
+		ex->too_large = 1;
+}
+
+/* The deadline passed: the request is given up. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct exchange *ex = arg;
+	ex->late = 1;
+	if (ex->req)
+		evhttp_cancel_request(ex->req);
+	ex->req = NULL;
+	event_base_loopexit(ex->base, NULL);
+}
 
 static void on_response(struct evhttp_request *req, void *arg)
 {
 	struct exchange *ex = arg;
-	if (req && evhttp_request_get_response_code(req) > 0) {
+	ex->req = NULL; /* evhttp frees it after this */
+	if (req && !ex->too_large && evhttp_request_get_response_code(req) > 0) {
 		ex->answered = 1;
 		ex->out->status = evhttp_request_get_response_code(req);
 		struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -178,10 +221,23 @@ int api_client_call(const struct api_client *client, const char *method, const c
 	if (ex.base && (!client->https || ctx))
 		conn = connect_to(client, ex.base, ctx);
 	struct evhttp_request *req = conn ? evhttp_request_new(on_response, &ex) : NULL;
+	struct event *deadline = req ? evtimer_new(ex.base, on_deadline, &ex) : NULL;
+	if (req && !deadline) {
+		evhttp_request_free(req);
+		req = NULL;
+	}
 	if (req) {
 		char auth[160];
 		snprintf(auth, sizeof auth, "Bearer %s", client->token);
-		evhttp_connection_set_timeout(conn, TIMEOUT_S);
+		unsigned seconds = client->deadline_s ? client->deadline_s : API_CLIENT_DEADLINE_S;
+		evhttp_connection_set_timeout(conn, (int)seconds);
+		evhttp_connection_set_max_body_size(
+			conn, (ev_ssize_t)(client->max_body ? client->max_body : API_CLIENT_MAX_BODY));
+		evhttp_connection_set_max_headers_size(conn, MAX_HEADERS);
+		evhttp_request_set_error_cb(req, on_request_error);
+		struct timeval limit = {(time_t)seconds, 0};
+		evtimer_add(deadline, &limit);
+		ex.req = req;
 		struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
 		evhttp_add_header(headers, "Host", client->host);
 		evhttp_add_header(headers, "Authorization", auth);
@@ -193,18 +249,32 @@ int api_client_call(const struct api_client *client, const char *method, const c
 		/* evhttp_make_request owns req from here, failed or not. */
 		if (evhttp_make_request(conn, req, method_of(method), path) == 0) {
 			event_base_dispatch(ex.base);
-			rc = ex.nomem ? DM_ERR_NOMEM : ex.answered ? DM_OK : DM_ERR_IO;
-			if (rc == DM_ERR_IO)
+			rc = ex.nomem		? DM_ERR_NOMEM
+			     : ex.answered	? DM_OK
+			     : ex.too_large ? DM_ERR_TOO_LARGE
+					    : DM_ERR_IO;
+			if (rc == DM_ERR_TOO_LARGE)
+				snprintf(err, err_len,
+					 "%s:%d answered %s with more than %zu bytes: dropped",
+					 client->host, client->port, path,
+					 client->max_body ? client->max_body : API_CLIENT_MAX_BODY);
+			else if (rc == DM_ERR_IO && ex.late)
+				snprintf(err, err_len, "no whole answer from %s:%d within %u s",
+					 client->host, client->port, seconds);
+			else if (rc == DM_ERR_IO)
 				snprintf(err, err_len, "no answer from %s%s:%d%s",
 					 client->https ? "https://" : "http://", client->host,
 					 client->port,
 					 client->https ? " (or its certificate was not trusted)" : "");
 		} else {
+			ex.req = NULL;
 			rc = DM_ERR_IO;
 			snprintf(err, err_len, "cannot send a request to %s:%d", client->host,
 				 client->port);
 		}
 	}
+	if (deadline)
+		event_free(deadline);
 	if (conn)
 		evhttp_connection_free(conn);
 	SSL_CTX_free(ctx);
@@ -213,6 +283,22 @@ int api_client_call(const struct api_client *client, const char *method, const c
 	if (rc)
 		api_response_free(out);
 	return rc;
+}
+
+void api_response_error(const struct api_response *response, char *out, size_t out_len)
+{
+	if (out_len == 0)
+		return;
+	json_t *doc = response->body.data
+			      ? json_loadb((const char *)response->body.data, response->body.len, 0,
+					   NULL)
+			      : NULL;
+	const char *message = json_string_value(json_object_get(doc, "error"));
+	snprintf(out, out_len, "%s", message ? message : "unexpected answer");
+	for (char *c = out; *c; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+			*c = '?';
+	json_decref(doc);
 }
 
 void api_response_free(struct api_response *response)

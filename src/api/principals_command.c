@@ -111,9 +111,9 @@ static json_t *call(const struct api_client *client, const char *method, const c
 	json_t *doc = response.body.data ? json_loads((const char *)response.body.data, 0, NULL)
 					 : NULL;
 	if (response.status != expected || !doc) {
-		const char *message = json_string_value(json_object_get(doc, "error"));
-		fprintf(stderr, "domicile principals: HTTP %d: %s\n", response.status,
-			message ? message : "unexpected answer");
+		char message[256];
+		api_response_error(&response, message, sizeof message);
+		fprintf(stderr, "domicile principals: HTTP %d: %s\n", response.status, message);
 		json_decref(doc);
 		doc = NULL;
 	}

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include "api/client.h"
@@ -31,7 +32,8 @@ static const char usage_text[] =
     "       domicile audit verify-inclusion (--key KEY | --key-file FILE) --checkpoint FILE\n"
     "           --proof FILE|- (--entry BASE64 | --entry-file FILE) [--origin ORIGIN]\n"
     "       domicile audit key --file FILE --name NAME\n"
-    "       domicile audit fetch --api URL --token-file FILE [--cacert FILE] --out DIR\n"
+    "       domicile audit fetch --api URL --token-file FILE [--cacert FILE]\n"
+    "           (--key KEY | --key-file FILE) --out DIR\n"
     "\n"
     "  --key KEY          the site's verifier key (NAME+KEYID+BASE64, GET /v1/audit/key)\n"
     "  --key-file FILE    a file holding it\n"
@@ -46,9 +48,10 @@ static const char usage_text[] =
     "  --api URL          the node's API, http[s]://HOST:PORT (fetch)\n"
     "  --token-file FILE  a file holding an auditor's bearer token (fetch)\n"
     "  --cacert FILE      over https, the CA certificate to trust (default: the system's)\n"
-    "  --out DIR          where fetch writes checkpoint, key and entries.json (new files)\n"
+    "  --out DIR          a new directory, where fetch writes checkpoint and entries.json\n"
     "\n"
-    "exit status: 0 verified, 1 does not verify (or an input cannot be read), 2 usage\n";
+    "exit status: 0 verified (fetch: exported), 1 does not verify (fetch: nothing\n"
+    "exported) or an input cannot be read, 2 usage\n";
 
 #define MAX_FILES 64
 #define EXPORT_FILE_MAX ((size_t)1 << 30)
@@ -456,26 +459,32 @@ static int offline_only(const struct args *a)
 
 static int run_fetch(struct args *a, int argc)
 {
-	if (!a->api || !a->token_file || !a->out || optind != argc || a->key || a->key_file ||
+	if (!a->api || !a->token_file || !a->out || (!a->key == !a->key_file) || optind != argc ||
 	    a->n_checkpoints || a->n_trusted || a->n_proofs || a->proof || a->entry ||
 	    a->entry_file || a->origin || a->file || a->name)
 		return usage();
+	struct audit_verifier key;
+	if (load_verifier(a, &key) != DM_OK)
+		return 1;
 	struct api_client client;
-	char err[PATH_MAX + 512];
+	char err[PATH_MAX + 512] = "";
 	if (api_client_init(&client, a->api, a->token_file, a->cacert, err, sizeof err) != DM_OK) {
 		fprintf(stderr, "domicile audit fetch: %s\n", err);
 		return 1;
 	}
 	uint64_t size = 0;
-	if (audit_fetch(&client, a->out, &size, err, sizeof err) != DM_OK) {
-		fprintf(stderr, "domicile audit fetch: %s\n", err);
+	int rc = audit_fetch(&client, &key, a->out, &size, err, sizeof err);
+	OPENSSL_cleanse(client.token, sizeof client.token);
+	if (rc != DM_OK) {
+		fprintf(stderr, "domicile audit fetch: %s\n", err[0] ? err : dm_strerror(rc));
 		return 1;
 	}
-	printf("fetched %" PRIu64 " entries and the checkpoint that signs them into %s\n"
-	       "check them against the key you hold and a checkpoint you kept:\n"
+	printf("fetched into %s the checkpoint signed by your key and the %" PRIu64
+	       " entries it signs\n"
+	       "check them, with a checkpoint you kept:\n"
 	       "  domicile audit verify --key-file SITE.key --checkpoint %s/checkpoint "
 	       "--trusted OLD.ckpt %s/entries.json\n",
-	       size, a->out, a->out, a->out);
+	       a->out, size, a->out, a->out);
 	return 0;
 }
 

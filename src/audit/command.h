@@ -9,7 +9,8 @@
  *        --checkpoint FILE --proof FILE|- (--entry BASE64 | --entry-file FILE)
  *        [--origin ORIGIN]
  *   domicile audit key --file FILE --name NAME
- *   domicile audit fetch --api URL --token-file FILE [--cacert FILE] --out DIR
+ *   domicile audit fetch --api URL --token-file FILE [--cacert FILE]
+ *        (--key KEY | --key-file FILE) --out DIR
  *
  * ENTRIES.json files are exports of GET /v1/audit/entries, read in the order
  * given (and, within a file, one object after another) as one log from
@@ -18,8 +19,9 @@
  * creating the file (mode 0600) when it does not exist.
  *
  * `fetch` exports a running node's log as an auditor (audit/fetch.h) into
- * DIR: checkpoint, key and entries.json, ready for `verify`; it exits 0 when
- * the export was written, 1 when it was not.
+ * the new directory DIR: checkpoint and entries.json, ready for `verify`,
+ * after checking the node's key and checkpoint against KEY; it exits 0
+ * when the export was written, 1 when nothing was.
  *
  * Exits 0 when everything verifies (printing "OK: …"), 1 when it does not
  * (printing the first problem, "entry N: reason" or "checkpoint FILE: …",

@@ -173,7 +173,7 @@ int dm_write_secret(const char *path, const char *what, int quiet_if_exists, con
 	int rc = DM_OK;
 	/* fchmod: the umask may have cleared bits of 0600, never added any, but
 	 * a secret the node cannot read back is no use either. */
-	if (fchmod(fd, 0600) != 0 || write(fd, bytes, len) != (ssize_t)len || fsync(fd) != 0) {
+	if (fchmod(fd, 0600) != 0 || dm_write_all(fd, bytes, len) != DM_OK || fsync(fd) != 0) {
 		dm_error("%s: cannot write %s: %s", path, what, strerror(errno));
 		rc = DM_ERR_IO;
 	}
@@ -184,6 +184,24 @@ int dm_write_secret(const char *path, const char *what, int quiet_if_exists, con
 	if (rc != DM_OK)
 		unlink(path);
 	return rc;
+}
+
+int dm_write_all(int fd, const void *bytes, size_t len)
+{
+	const char *p = bytes;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return DM_ERR_IO;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return DM_OK;
 }
 
 int dm_fsync_dir(const char *dir)

@@ -52,6 +52,10 @@ int dm_read_secret(const char *path, const char *what, int quiet_if_missing, voi
 int dm_write_secret(const char *path, const char *what, int quiet_if_exists, const void *bytes,
 		    size_t len);
 
+/* Writes all of bytes[0..len) to fd, through short writes and EINTR.
+ * DM_OK, or DM_ERR_IO with errno set by the write that failed. */
+int dm_write_all(int fd, const void *bytes, size_t len);
+
 /* fsyncs a directory, so that a file created or renamed in it survives a
  * power loss. DM_OK or DM_ERR_IO (logged). */
 int dm_fsync_dir(const char *dir);

@@ -185,27 +185,42 @@ for i in $(seq 1 1000); do
 done
 curl -sS -K "$cfg" || fail "the 1,000 reads"
 printf '%s\n' "$AUDITOR" >"$WORK/auditor.token"
-fetch() { "$DOMICILE" audit fetch --api "http://127.0.0.1:$API_PORT" --token-file "$1" --out "$2" \
-	>"$WORK/fetch.out" 2>&1; }
+# The auditor holds the site's key from the site's host, not from the API.
+"$DOMICILE" audit key --file "$WORK/cn.data/audit.key" --name domicile-cn-test-1 >"$WORK/site.key" ||
+	fail "audit key"
+cmp -s <(tr -d '\n' <"$WORK/site.key") <(tr -d '\n' <"$WORK/key") || fail "the API hands out another key than the site's"
+fetch() { "$DOMICILE" audit fetch --api "http://127.0.0.1:$API_PORT" --token-file "$1" \
+	--key-file "$2" --out "$3" >"$WORK/fetch.out" 2>&1; }
 wait_for 10 bash -c "curl -sf -H 'Authorization: Bearer $AUDITOR' http://127.0.0.1:$API_PORT/v1/audit/checkpoint | sed -n 2p | awk '\$1 > 1000 {ok = 1} END {exit !ok}'" ||
 	fail "no checkpoint past 1,000 entries"
-fetch "$WORK/auditor.token" "$WORK/fetched" || fail "audit fetch: $(cat "$WORK/fetch.out")"
+fetch "$WORK/auditor.token" "$WORK/site.key" "$WORK/fetched" || fail "audit fetch: $(cat "$WORK/fetch.out")"
 fetched=$(sed -n 2p "$WORK/fetched/checkpoint")
-[ "$(jq '.entries | length' "$WORK/fetched/entries.json")" = "$fetched" ] || fail "the fetched export is not the checkpoint's $fetched entries"
-cmp -s "$WORK/fetched/key" "$WORK/key" || fail "the fetched key is not the site's"
-[ "$(stat -c %a "$WORK/fetched/entries.json")" = 600 ] || fail "the export is readable by others"
-"$DOMICILE" audit verify --key-file "$WORK/key" --checkpoint "$WORK/fetched/checkpoint" --trusted "$WORK/old.ckpt" \
+[ "$fetched" -gt 1000 ] && [ "$(jq '.entries | length' "$WORK/fetched/entries.json")" = "$fetched" ] ||
+	fail "the fetched export is not the checkpoint's $fetched entries"
+[ "$(stat -c %a "$WORK/fetched") $(stat -c %a "$WORK/fetched/entries.json")" = "700 600" ] ||
+	fail "the export is open to others"
+[ "$(ls -A "$WORK/fetched" | paste -sd' ')" = "checkpoint entries.json" ] || fail "the export holds $(ls -A "$WORK/fetched")"
+"$DOMICILE" audit verify --key-file "$WORK/site.key" --checkpoint "$WORK/fetched/checkpoint" --trusted "$WORK/old.ckpt" \
 	"$WORK/fetched/entries.json" >"$WORK/verify.out" 2>&1 || fail "the fetched export: $(cat "$WORK/verify.out")"
 grep -q "^OK: $fetched entries" "$WORK/verify.out" || fail "the fetched export: $(cat "$WORK/verify.out")"
-# An export is never overwritten; a token without the auditor role gets nothing.
+# An export is never overwritten.
 before=$(sha256sum "$WORK/fetched/entries.json")
-fetch "$WORK/auditor.token" "$WORK/fetched" && fail "an export was fetched over another"
-grep -q "an export is already there" "$WORK/fetch.out" || fail "overwrite refused how? $(cat "$WORK/fetch.out")"
+fetch "$WORK/auditor.token" "$WORK/site.key" "$WORK/fetched" && fail "an export was fetched over another"
+grep -q "exists; fetch into a new directory" "$WORK/fetch.out" || fail "overwrite refused how? $(cat "$WORK/fetch.out")"
 [ "$(sha256sum "$WORK/fetched/entries.json")" = "$before" ] || fail "the first export changed"
+# A token without the auditor role, or a key that is not the site's, gets
+# nothing, and leaves nothing.
 printf '%s\n' "$OWNER" >"$WORK/owner.token"
-fetch "$WORK/owner.token" "$WORK/by-owner" && fail "an owner fetched the audit log"
+fetch "$WORK/owner.token" "$WORK/site.key" "$WORK/by-owner" && fail "an owner fetched the audit log"
 grep -q "HTTP 403" "$WORK/fetch.out" || fail "the owner's fetch: $(cat "$WORK/fetch.out")"
-[ -z "$(ls -A "$WORK/by-owner" 2>/dev/null)" ] || fail "a refused fetch left files"
+"$DOMICILE" audit key --file "$WORK/other.key" --name domicile-cn-test-1 >"$WORK/other.pub" || fail "another key"
+fetch "$WORK/auditor.token" "$WORK/other.pub" "$WORK/other-key" && fail "fetched with a key that is not the site's"
+grep -q "not the key you hold" "$WORK/fetch.out" || fail "the wrong key: $(cat "$WORK/fetch.out")"
+[ ! -e "$WORK/by-owner" ] && [ ! -e "$WORK/other-key" ] || fail "a refused fetch left a directory"
+# Plain http carries no token off loopback.
+"$DOMICILE" audit fetch --api http://192.0.2.1:8080 --token-file "$WORK/auditor.token" \
+	--key-file "$WORK/site.key" --out "$WORK/plain" >"$WORK/fetch.out" 2>&1 && fail "plain http off loopback"
+grep -q "plain http only to a loopback address" "$WORK/fetch.out" || fail "plain http: $(cat "$WORK/fetch.out")"
 
 # The auditors' guide names every action a route records and every action
 # this log holds.

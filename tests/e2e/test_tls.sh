@@ -211,6 +211,20 @@ out=$(https GET /metrics)
 expect_status 200 "$out"
 failures=$(body "$out" | sed -n 's/^domicile_mqtt_tls_handshake_failures \([0-9]*\)$/\1/p')
 [ "${failures:-0}" -ge 1 ] || fail "the refused handshake is not on /metrics: '${failures}'"
+# An auditor exports the log over HTTPS, trusting the site's CA only.
+printf '%s\n' "$AUDITOR" >"$WORK/auditor.token"
+"$DOMICILE" audit key --file "$WORK/cn.data/audit.key" --name domicile-cn-test-1 >"$WORK/site.key" ||
+	fail "audit key"
+"$DOMICILE" audit fetch --api "https://127.0.0.1:$CN_API" --cacert "$WORK/ca-cn/ca.crt" \
+	--token-file "$WORK/auditor.token" --key-file "$WORK/site.key" --out "$WORK/export" \
+	>"$WORK/fetch.out" 2>&1 || fail "audit fetch over https: $(cat "$WORK/fetch.out")"
+"$DOMICILE" audit verify --key-file "$WORK/site.key" --checkpoint "$WORK/export/checkpoint" \
+	"$WORK/export/entries.json" >"$WORK/verify.out" 2>&1 || fail "the https export: $(cat "$WORK/verify.out")"
+# Without the site's CA, the node is not trusted and nothing is fetched.
+"$DOMICILE" audit fetch --api "https://127.0.0.1:$CN_API" --cacert "$WORK/ca-de/ca.crt" \
+	--token-file "$WORK/auditor.token" --key-file "$WORK/site.key" --out "$WORK/export2" \
+	>"$WORK/fetch.out" 2>&1 && fail "fetched from a node whose certificate is not trusted"
+[ ! -e "$WORK/export2" ] || fail "an untrusted fetch left a directory"
 # The reload, and the session it ended, are in the log too.
 audit_entries '.action == "node.reload"' | jq -s -e 'any(.[]; .outcome == "ok" and .params.disconnected == 1)' >/dev/null ||
 	fail "the reload is not audited: $(audit_entries '.action == "node.reload"')"
