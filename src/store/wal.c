@@ -586,23 +586,6 @@ int wal_replay(struct wal *wal, int (*fn)(void *arg, const uint8_t *record, size
 
 /* ---- the writer thread ------------------------------------------------- */
 
-static int write_all(struct wal *wal, int fd, const uint8_t *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = wal->io->write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = EIO;
-			return DM_ERR_IO;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	return DM_OK;
-}
-
 /* Writes and syncs one batch of records of `segment` (no mutex held,
  * invariant 3). On failure the log is in its error state. */
 static int commit_batch(struct wal *wal, uint64_t segment, const uint8_t *data, size_t len,
@@ -635,12 +618,12 @@ static int commit_batch(struct wal *wal, uint64_t segment, const uint8_t *data, 
 		new_file = 1;
 		uint8_t header[WAL_SEGMENT_HEADER_SIZE];
 		wal_encode_segment_header(segment, header);
-		if (write_all(wal, fd, header, sizeof header) != DM_OK) {
+		if (dm_write_all_with(wal->io->write, fd, header, sizeof header) != DM_OK) {
 			enter_error_state(wal, "write", path, errno);
 			return DM_ERR_IO;
 		}
 	}
-	if (write_all(wal, wal->file_fd, data, len) != DM_OK) {
+	if (dm_write_all_with(wal->io->write, wal->file_fd, data, len) != DM_OK) {
 		enter_error_state(wal, "write", path, errno);
 		return DM_ERR_IO;
 	}

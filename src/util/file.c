@@ -188,9 +188,15 @@ int dm_write_secret(const char *path, const char *what, int quiet_if_exists, con
 
 int dm_write_all(int fd, const void *bytes, size_t len)
 {
+	return dm_write_all_with(write, fd, bytes, len);
+}
+
+int dm_write_all_with(ssize_t (*write_fn)(int fd, const void *buf, size_t len), int fd,
+		      const void *bytes, size_t len)
+{
 	const char *p = bytes;
 	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = write_fn(fd, p, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {

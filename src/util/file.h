@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "util/buf.h"
 
@@ -53,8 +54,12 @@ int dm_write_secret(const char *path, const char *what, int quiet_if_exists, con
 		    size_t len);
 
 /* Writes all of bytes[0..len) to fd, through short writes and EINTR.
- * DM_OK, or DM_ERR_IO with errno set by the write that failed. */
+ * DM_OK, or DM_ERR_IO with errno set by the write that failed (EIO for a
+ * write that wrote nothing). dm_write_all_with does it with write_fn in
+ * the place of write(2) (a module's I/O table, for fault injection). */
 int dm_write_all(int fd, const void *bytes, size_t len);
+int dm_write_all_with(ssize_t (*write_fn)(int fd, const void *buf, size_t len), int fd,
+		      const void *bytes, size_t len);
 
 /* fsyncs a directory, so that a file created or renamed in it survives a
  * power loss. DM_OK or DM_ERR_IO (logged). */
