@@ -51,6 +51,10 @@ int api_client_init(struct api_client *client, const char *url, const char *toke
 		address = url + 7;
 	}
 	char copy[160];
+	if (strlen(address) >= sizeof copy) {
+		snprintf(err, err_len, "'%.64s...' is too long for an API address", url);
+		return DM_ERR_INVALID;
+	}
 	snprintf(copy, sizeof copy, "%s", address);
 	size_t len = strlen(copy);
 	if (len && copy[len - 1] == '/')
@@ -82,7 +86,14 @@ int api_client_init(struct api_client *client, const char *url, const char *toke
 		snprintf(err, err_len, "cannot read a token from %s", token_file);
 		return DM_ERR_IO;
 	}
+	int whole = strchr(client->token, '\n') || feof(f) || fgetc(f) == EOF;
 	fclose(f);
+	if (!whole) {
+		OPENSSL_cleanse(client->token, sizeof client->token);
+		snprintf(err, err_len, "%s: the token is longer than %zu bytes", token_file,
+			 sizeof client->token - 2);
+		return DM_ERR_IO;
+	}
 	client->token[strcspn(client->token, "\r\n")] = '\0';
 	if (client->token[0] == '\0') {
 		snprintf(err, err_len, "%s holds no token", token_file);

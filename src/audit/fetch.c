@@ -138,8 +138,8 @@ static int make_dir(const char *dir, char *err, size_t err_len)
 	if (mkdir(dir, 0700) != 0) {
 		int e = errno;
 		dm_format_err(err, err_len, "%s: %s", dir,
-			      e == EEXIST ? "exists; fetch into a new directory (an export, once "
-					    "made, stays as it was fetched)"
+			      e == EEXIST ? "exists (an earlier export, or one cut short); fetch "
+					    "into a new directory"
 					  : strerror(e));
 		return e == EEXIST ? DM_ERR_EXISTS : DM_ERR_IO;
 	}
@@ -163,9 +163,12 @@ int audit_fetch(struct api_client *client, const struct audit_verifier *key, con
 	int rc = check_key(client, key, err, err_len);
 	if (rc == DM_OK)
 		rc = get(client, "/v1/audit/checkpoint", AUDIT_NOTE_MAX, &checkpoint, err, err_len);
+	/* The log a site's key signs is "<key name>/audit" (audit/log.h). */
+	char origin[sizeof key->name + 8];
+	snprintf(origin, sizeof origin, "%s/audit", key->name);
 	if (rc == DM_OK &&
 	    audit_checkpoint_open(checkpoint.data ? (const char *)checkpoint.data : "",
-				  checkpoint.len, key, NULL, &cp, why, sizeof why) != DM_OK) {
+				  checkpoint.len, key, origin, &cp, why, sizeof why) != DM_OK) {
 		dm_format_err(err, err_len, "the node's checkpoint does not verify with your key: %s",
 			      why);
 		rc = DM_ERR_CRYPTO;
@@ -233,9 +236,13 @@ int audit_fetch(struct api_client *client, const struct audit_verifier *key, con
 	}
 	if (dir_fd >= 0)
 		close(dir_fd);
-	if (rc != DM_OK)
-		rmdir(dir);
-	else
+	if (rc != DM_OK && rmdir(dir) == 0) {
+		char *parent = dm_parent_dir(dir);
+		if (parent)
+			dm_fsync_dir(parent);
+		dm_free(parent);
+	}
+	if (rc == DM_OK)
 		*size = cp.size;
 	dm_buf_free(&checkpoint);
 	return rc;

@@ -10,10 +10,11 @@
  *
  * The node is the party being audited, so nothing it says is taken on
  * trust: its verifier key (GET /v1/audit/key) must be the key the auditor
- * holds, and the checkpoint must carry that key's signature before its size
- * decides how many entries to fetch. Every answer is bounded (the
- * checkpoint and key to a few KiB, a page to what API_AUDIT_PAGE_MAX entries
- * of AUDIT_ENTRY_MAX bytes can take) and every call has a deadline. The
+ * holds, and the checkpoint must carry that key's signature, for the log
+ * "<key name>/audit", before its size decides how many entries to fetch.
+ * Every answer is bounded (the key to 4 KiB, the checkpoint to
+ * AUDIT_NOTE_MAX, a page to what API_AUDIT_PAGE_MAX entries of
+ * AUDIT_ENTRY_MAX bytes can take) and every call has a deadline. The
  * entries are parsed as verify parses them, page by page, and written as
  * they come, so memory stays at one page. Whether the entries are the ones
  * the checkpoint signs is for verify to say.
@@ -21,7 +22,8 @@
  * DIR must not exist: it is made (mode 0700), the files are made in it
  * (0600, never through a symlink), synced, and only then given their
  * names; on any failure DIR is removed again. An export is therefore whole
- * or absent, and never overwrites another.
+ * or absent, and never overwrites another. (A fetch killed midway leaves
+ * DIR with hidden ".part" files: no export, and no name taken over.)
  */
 #ifndef DM_AUDIT_FETCH_H
 #define DM_AUDIT_FETCH_H

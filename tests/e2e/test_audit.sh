@@ -206,7 +206,7 @@ grep -q "^OK: $fetched entries" "$WORK/verify.out" || fail "the fetched export: 
 # An export is never overwritten.
 before=$(sha256sum "$WORK/fetched/entries.json")
 fetch "$WORK/auditor.token" "$WORK/site.key" "$WORK/fetched" && fail "an export was fetched over another"
-grep -q "exists; fetch into a new directory" "$WORK/fetch.out" || fail "overwrite refused how? $(cat "$WORK/fetch.out")"
+grep -q "fetch into a new directory" "$WORK/fetch.out" || fail "overwrite refused how? $(cat "$WORK/fetch.out")"
 [ "$(sha256sum "$WORK/fetched/entries.json")" = "$before" ] || fail "the first export changed"
 # A token without the auditor role, or a key that is not the site's, gets
 # nothing, and leaves nothing.
