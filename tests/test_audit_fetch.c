@@ -701,37 +701,36 @@ static void test_fetch_refuses_a_directory_that_exists(void **state)
 	assert_int_equal(after.st_ctim.tv_nsec, before.st_ctim.tv_nsec);
 }
 
-static void test_fetch_refuses_a_node_with_another_key(void **state)
+/* Starts the node as served, fetches, and checks the fetch was refused for
+ * its key or checkpoint: DM_ERR_CRYPTO before any page, nothing left. */
+static void assert_refused_before_pages(struct fixture *f)
 {
-	struct fixture *f = *state;
 	char err[512] = "";
-	node_serve(&f->node, f->other, f->key, 2500);
 	node_start(f);
 	uint64_t size = 99;
 	int rc = fetch(f, f->export_dir, &size, err, sizeof err);
 	node_stop(&f->node);
 	assert_int_equal(rc, DM_ERR_CRYPTO);
 	assert_int_equal(size, 0);
-	/* Nothing is fetched from a node that is not the one audited. */
-	assert_int_equal(f->node.checkpoint_calls, 0);
+	/* An unsigned size, or another log's, decides nothing. */
 	assert_int_equal(f->node.page_calls, 0);
 	assert_no_export(f);
+}
+
+static void test_fetch_refuses_a_node_with_another_key(void **state)
+{
+	struct fixture *f = *state;
+	node_serve(&f->node, f->other, f->key, 2500);
+	assert_refused_before_pages(f);
+	/* Nothing is fetched from a node that is not the one audited. */
+	assert_int_equal(f->node.checkpoint_calls, 0);
 }
 
 static void test_fetch_refuses_a_checkpoint_signed_by_another_key(void **state)
 {
 	struct fixture *f = *state;
-	char err[512] = "";
 	node_serve(&f->node, f->key, f->other, 2500);
-	node_start(f);
-	uint64_t size = 99;
-	int rc = fetch(f, f->export_dir, &size, err, sizeof err);
-	node_stop(&f->node);
-	assert_int_equal(rc, DM_ERR_CRYPTO);
-	assert_int_equal(size, 0);
-	/* An unsigned size decides nothing. */
-	assert_int_equal(f->node.page_calls, 0);
-	assert_no_export(f);
+	assert_refused_before_pages(f);
 }
 
 /* The site's key, signing a checkpoint of another log than the site's
@@ -739,20 +738,13 @@ static void test_fetch_refuses_a_checkpoint_signed_by_another_key(void **state)
 static void test_fetch_refuses_a_checkpoint_of_another_log(void **state)
 {
 	struct fixture *f = *state;
-	char err[512] = "";
 	static const uint8_t root[MERKLE_HASH_LEN] = {0x5a};
 	node_serve(&f->node, f->key, f->key, 10);
 	dm_buf_reset(&f->node.checkpoint);
 	assert_int_equal(audit_checkpoint_sign(f->key, KEY_NAME "/exports", 10, root,
 	                                       CHECKPOINT_TIME_MS, &f->node.checkpoint),
 	                 DM_OK);
-	node_start(f);
-	uint64_t size = 99;
-	int rc = fetch(f, f->export_dir, &size, err, sizeof err);
-	node_stop(&f->node);
-	assert_int_equal(rc, DM_ERR_CRYPTO);
-	assert_int_equal(f->node.page_calls, 0);
-	assert_no_export(f);
+	assert_refused_before_pages(f);
 }
 
 static void test_fetch_leaves_nothing_when_a_page_is_one_entry_short(void **state)

@@ -44,6 +44,7 @@
 
 #include "util/alloc.h"
 #include "util/buf.h"
+#include "crypto/fail.h"
 #include "util/err.h"
 #include "util/file.h"
 #include "util/vin.h"
@@ -67,37 +68,12 @@ struct ca {
 /* What kind of leaf certificate to issue. */
 enum leaf_kind { LEAF_CLIENT, LEAF_SERVER };
 
-/* ---- messages ---------------------------------------------------------------------------- */
-
-static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
-{
-	if (err != NULL && err_len > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_len, fmt, ap);
-		va_end(ap);
-	}
-	return status;
-}
-
-/* Fails with "<what>: <OpenSSL's reason>" and empties OpenSSL's error queue,
- * so that a later failure does not report this one's reason. */
-static int ssl_fail(char *err, size_t err_len, int status, const char *what)
-{
-	char reason[WHY_MAX] = "no reason given";
-	unsigned long code = ERR_get_error();
-	if (code != 0)
-		ERR_error_string_n(code, reason, sizeof reason);
-	ERR_clear_error();
-	return fail(err, err_len, status, "%s: %s", what, reason);
-}
-
 static int make_path(char *out, size_t out_len, const char *dir, const char *name,
                      const char *suffix, char *err, size_t err_len)
 {
 	int n = snprintf(out, out_len, "%s/%s%s", dir, name, suffix);
 	if (n < 0 || (size_t)n >= out_len)
-		return fail(err, err_len, DM_ERR_INVALID, "%s/%s%s: path too long", dir, name,
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "%s/%s%s: path too long", dir, name,
 		            suffix);
 	return DM_OK;
 }
@@ -135,9 +111,9 @@ static int write_file(const char *path, int flags, mode_t mode, emit_fn emit, co
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | flags, mode);
 	if (fd < 0) {
 		if (errno == EEXIST)
-			return fail(err, err_len, DM_ERR_EXISTS,
+			return crypto_fail(err, err_len, DM_ERR_EXISTS,
 			            "%s: exists, refusing to overwrite", path);
-		return fail(err, err_len, DM_ERR_IO, "%s: cannot create: %s", path,
+		return crypto_fail(err, err_len, DM_ERR_IO, "%s: cannot create: %s", path,
 		            strerror(errno));
 	}
 	FILE *f = fdopen(fd, "w");
@@ -145,13 +121,13 @@ static int write_file(const char *path, int flags, mode_t mode, emit_fn emit, co
 		int saved = errno;
 		close(fd);
 		unlink(path);
-		return fail(err, err_len, DM_ERR_IO, "%s: %s", path, strerror(saved));
+		return crypto_fail(err, err_len, DM_ERR_IO, "%s: %s", path, strerror(saved));
 	}
 	int ok = emit(f, obj);
 	if (!ok) {
 		fclose(f);
 		unlink(path);
-		return ssl_fail(err, err_len, DM_ERR_CRYPTO, path);
+		return crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, path);
 	}
 	int io_ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
 	int saved = errno;
@@ -161,7 +137,7 @@ static int write_file(const char *path, int flags, mode_t mode, emit_fn emit, co
 	}
 	if (!io_ok) {
 		unlink(path);
-		return fail(err, err_len, DM_ERR_IO, "%s: cannot write: %s", path, strerror(saved));
+		return crypto_fail(err, err_len, DM_ERR_IO, "%s: cannot write: %s", path, strerror(saved));
 	}
 	return DM_OK;
 }
@@ -172,7 +148,7 @@ static int replace_file(const char *path, emit_fn emit, const void *obj, char *e
 	char tmp[PATH_MAX];
 	int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	if (n < 0 || (size_t)n >= sizeof tmp)
-		return fail(err, err_len, DM_ERR_INVALID, "%s.tmp: path too long", path);
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "%s.tmp: path too long", path);
 	unlink(tmp); /* a leftover of an earlier crash */
 	int status = write_file(tmp, O_EXCL, 0644, emit, obj, err, err_len);
 	if (status != DM_OK)
@@ -180,7 +156,7 @@ static int replace_file(const char *path, emit_fn emit, const void *obj, char *e
 	if (rename(tmp, path) != 0) {
 		int saved = errno;
 		unlink(tmp);
-		return fail(err, err_len, DM_ERR_IO, "%s: cannot replace: %s", path,
+		return crypto_fail(err, err_len, DM_ERR_IO, "%s: cannot replace: %s", path,
 		            strerror(saved));
 	}
 	return DM_OK;
@@ -189,7 +165,7 @@ static int replace_file(const char *path, emit_fn emit, const void *obj, char *e
 static int refuse_existing(const char *path, char *err, size_t err_len)
 {
 	if (access(path, F_OK) == 0)
-		return fail(err, err_len, DM_ERR_EXISTS, "%s: exists, refusing to overwrite", path);
+		return crypto_fail(err, err_len, DM_ERR_EXISTS, "%s: exists, refusing to overwrite", path);
 	return DM_OK;
 }
 
@@ -198,14 +174,14 @@ static int read_cert(const char *path, X509 **out, char *err, size_t err_len)
 	*out = NULL;
 	FILE *f = fopen(path, "r");
 	if (f == NULL)
-		return fail(err, err_len, errno == ENOENT ? DM_ERR_NOT_FOUND : DM_ERR_IO,
+		return crypto_fail(err, err_len, errno == ENOENT ? DM_ERR_NOT_FOUND : DM_ERR_IO,
 		            "%s: cannot open: %s", path, strerror(errno));
 	*out = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
 	if (*out == NULL) {
 		char what[PATH_MAX + 64];
 		snprintf(what, sizeof what, "%s: not a PEM certificate", path);
-		return ssl_fail(err, err_len, DM_ERR_MALFORMED, what);
+		return crypto_ssl_fail(err, err_len, DM_ERR_MALFORMED, what);
 	}
 	return DM_OK;
 }
@@ -340,7 +316,7 @@ static int add_sans(X509 *cert, const char *hosts, char *err, size_t err_len)
 {
 	GENERAL_NAMES *names = GENERAL_NAMES_new();
 	if (names == NULL)
-		return ssl_fail(err, err_len, DM_ERR_NOMEM, "subjectAltName");
+		return crypto_ssl_fail(err, err_len, DM_ERR_NOMEM, "subjectAltName");
 	int status = DM_OK;
 	const char *pos = hosts;
 	for (;;) {
@@ -355,13 +331,13 @@ static int add_sans(X509 *cert, const char *hosts, char *err, size_t err_len)
 			len--;
 		char host[HOST_MAX + 1];
 		if (len == 0 || len > HOST_MAX) {
-			status = fail(err, err_len, DM_ERR_INVALID,
+			status = crypto_fail(err, err_len, DM_ERR_INVALID,
 			              "hosts: entry %d is empty or longer than %d bytes",
 			              sk_GENERAL_NAME_num(names) + 1, HOST_MAX);
 			break;
 		}
 		if (sk_GENERAL_NAME_num(names) >= SAN_MAX) {
-			status = fail(err, err_len, DM_ERR_TOO_LARGE, "hosts: more than %d entries",
+			status = crypto_fail(err, err_len, DM_ERR_TOO_LARGE, "hosts: more than %d entries",
 			              SAN_MAX);
 			break;
 		}
@@ -387,13 +363,13 @@ static int add_sans(X509 *cert, const char *hosts, char *err, size_t err_len)
 		} else if (ok) {
 			GENERAL_NAME_free(gn);
 			status =
-			    fail(err, err_len, DM_ERR_INVALID,
+			    crypto_fail(err, err_len, DM_ERR_INVALID,
 			         "hosts: '%.64s' is neither an IP address nor a DNS name", host);
 			break;
 		}
 		if (!ok || sk_GENERAL_NAME_push(names, gn) <= 0) {
 			GENERAL_NAME_free(gn);
-			status = ssl_fail(err, err_len, DM_ERR_NOMEM, "subjectAltName");
+			status = crypto_ssl_fail(err, err_len, DM_ERR_NOMEM, "subjectAltName");
 			break;
 		}
 		if (comma == NULL)
@@ -401,7 +377,7 @@ static int add_sans(X509 *cert, const char *hosts, char *err, size_t err_len)
 		pos = comma + 1;
 	}
 	if (status == DM_OK && X509_add1_ext_i2d(cert, NID_subject_alt_name, names, 0, 0) != 1)
-		status = ssl_fail(err, err_len, DM_ERR_CRYPTO, "subjectAltName");
+		status = crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, "subjectAltName");
 	GENERAL_NAMES_free(names);
 	return status;
 }
@@ -431,7 +407,7 @@ static int ca_load(const char *dir, struct ca *ca, char *err, size_t err_len)
 	               sizeof ca->jurisdiction) != DM_OK ||
 	    !jurisdiction_code_valid(ca->jurisdiction)) {
 		ca_release(ca);
-		return fail(err, err_len, DM_ERR_MALFORMED,
+		return crypto_fail(err, err_len, DM_ERR_MALFORMED,
 		            "%s: subject has no single C of two upper-case letters", path);
 	}
 	status = make_path(path, sizeof path, dir, "ca", ".key", err, err_len);
@@ -443,7 +419,7 @@ static int ca_load(const char *dir, struct ca *ca, char *err, size_t err_len)
 	if (f == NULL) {
 		int saved = errno;
 		ca_release(ca);
-		return fail(err, err_len, saved == ENOENT ? DM_ERR_NOT_FOUND : DM_ERR_IO,
+		return crypto_fail(err, err_len, saved == ENOENT ? DM_ERR_NOT_FOUND : DM_ERR_IO,
 		            "%s: cannot open: %s", path, strerror(saved));
 	}
 	ca->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
@@ -452,13 +428,13 @@ static int ca_load(const char *dir, struct ca *ca, char *err, size_t err_len)
 		ca_release(ca);
 		char what[PATH_MAX + 64];
 		snprintf(what, sizeof what, "%s: not a PEM private key", path);
-		return ssl_fail(err, err_len, DM_ERR_MALFORMED, what);
+		return crypto_ssl_fail(err, err_len, DM_ERR_MALFORMED, what);
 	}
 	if (X509_check_private_key(ca->cert, ca->key) != 1) {
 		ca_release(ca);
 		char what[PATH_MAX + 64];
 		snprintf(what, sizeof what, "%s: does not match %s/ca.crt", path, dir);
-		return ssl_fail(err, err_len, DM_ERR_INVALID, what);
+		return crypto_ssl_fail(err, err_len, DM_ERR_INVALID, what);
 	}
 	return DM_OK;
 }
@@ -470,7 +446,7 @@ static int build_crl(const struct ca *ca, const struct dm_buf *revoked, int64_t 
 static int check_days(unsigned days, char *err, size_t err_len)
 {
 	if (days == 0 || days > PKI_DAYS_MAX)
-		return fail(err, err_len, DM_ERR_INVALID, "validity of %u days is not in 1..%u",
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "validity of %u days is not in 1..%u",
 		            days, PKI_DAYS_MAX);
 	return DM_OK;
 }
@@ -481,7 +457,7 @@ int pki_ca_create(const char *dir, const char *jurisdiction, unsigned days, char
 	if (err != NULL && err_len > 0)
 		err[0] = '\0';
 	if (dir == NULL || !jurisdiction_code_valid(jurisdiction))
-		return fail(err, err_len, DM_ERR_INVALID,
+		return crypto_fail(err, err_len, DM_ERR_INVALID,
 		            "jurisdiction '%.8s' is not two upper-case letters (ISO 3166 alpha-2)",
 		            jurisdiction != NULL ? jurisdiction : "(null)");
 	int status = check_days(days, err, err_len);
@@ -498,7 +474,7 @@ int pki_ca_create(const char *dir, const char *jurisdiction, unsigned days, char
 
 	EVP_PKEY *key = new_key();
 	if (key == NULL)
-		return ssl_fail(err, err_len, DM_ERR_CRYPTO, "CA key generation");
+		return crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, "CA key generation");
 	char cn[64];
 	snprintf(cn, sizeof cn, "domicile vehicle CA %s", jurisdiction);
 	X509 *cert = new_cert(key, cn, jurisdiction, days);
@@ -508,7 +484,7 @@ int pki_ca_create(const char *dir, const char *jurisdiction, unsigned days, char
 	         add_ext(cert, cert, NID_subject_key_identifier, "hash") &&
 	         X509_sign(cert, key, EVP_sha256()) > 0;
 	if (!ok)
-		status = ssl_fail(err, err_len, DM_ERR_CRYPTO, "CA certificate");
+		status = crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, "CA certificate");
 	if (status == DM_OK)
 		status = write_file(key_path, O_EXCL, 0600, emit_key, key, err, err_len);
 	if (status == DM_OK) {
@@ -569,11 +545,11 @@ static int issue_leaf(const char *ca_dir, const char *name, enum leaf_kind kind,
 	         add_ext(cert, ca.cert, NID_subject_key_identifier, "hash") &&
 	         add_ext(cert, ca.cert, NID_authority_key_identifier, "keyid:always");
 	if (!ok)
-		status = ssl_fail(err, err_len, DM_ERR_CRYPTO, cert_path);
+		status = crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, cert_path);
 	if (status == DM_OK && kind == LEAF_SERVER)
 		status = add_sans(cert, hosts, err, err_len);
 	if (status == DM_OK && X509_sign(cert, ca.key, EVP_sha256()) <= 0)
-		status = ssl_fail(err, err_len, DM_ERR_CRYPTO, cert_path);
+		status = crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, cert_path);
 	if (status == DM_OK)
 		status = write_file(key_path, O_EXCL, 0600, emit_key, key, err, err_len);
 	if (status == DM_OK) {
@@ -593,12 +569,12 @@ int pki_issue_vehicle(const char *ca_dir, const char *vin, const char *out_dir, 
 	if (err != NULL && err_len > 0)
 		err[0] = '\0';
 	if (ca_dir == NULL || vin == NULL || out_dir == NULL)
-		return fail(err, err_len, DM_ERR_INVALID, "a directory or the VIN is missing");
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "a directory or the VIN is missing");
 	char why[WHY_MAX];
 	size_t len = strnlen(vin, VIN_LEN + 1);
 	if (vin_check(vin, len, why, sizeof why) != DM_OK)
 		/* The VIN's first 3 characters (the maker) only: see vin.h on logging. */
-		return fail(err, err_len, DM_ERR_INVALID, "%.3s...: not a valid VIN: %s", vin, why);
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "%.3s...: not a valid VIN: %s", vin, why);
 	return issue_leaf(ca_dir, vin, LEAF_CLIENT, NULL, out_dir, days, err, err_len);
 }
 
@@ -608,9 +584,9 @@ int pki_issue_server(const char *ca_dir, const char *site_id, const char *hosts,
 	if (err != NULL && err_len > 0)
 		err[0] = '\0';
 	if (ca_dir == NULL || out_dir == NULL || hosts == NULL)
-		return fail(err, err_len, DM_ERR_INVALID, "a directory or the hosts are missing");
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "a directory or the hosts are missing");
 	if (!is_site_id(site_id))
-		return fail(err, err_len, DM_ERR_INVALID,
+		return crypto_fail(err, err_len, DM_ERR_INVALID,
 		            "site id '%.64s' is not 1..63 of [a-z0-9-] without a '-' at either end",
 		            site_id != NULL ? site_id : "(null)");
 	return issue_leaf(ca_dir, site_id, LEAF_SERVER, hosts, out_dir, days, err, err_len);
@@ -647,7 +623,7 @@ static int previous_crl_number(const char *crl_path, int64_t *out, char *err, si
 	if (f == NULL) {
 		if (errno == ENOENT)
 			return DM_OK;
-		return fail(err, err_len, DM_ERR_IO, "%s: cannot open: %s", crl_path,
+		return crypto_fail(err, err_len, DM_ERR_IO, "%s: cannot open: %s", crl_path,
 		            strerror(errno));
 	}
 	X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
@@ -655,7 +631,7 @@ static int previous_crl_number(const char *crl_path, int64_t *out, char *err, si
 	if (crl == NULL) {
 		char what[PATH_MAX + 64];
 		snprintf(what, sizeof what, "%s: not a PEM CRL", crl_path);
-		return ssl_fail(err, err_len, DM_ERR_MALFORMED, what);
+		return crypto_ssl_fail(err, err_len, DM_ERR_MALFORMED, what);
 	}
 	ASN1_INTEGER *number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
 	int ok = number != NULL && ASN1_INTEGER_get_int64(out, number) == 1 && *out >= 0 &&
@@ -664,7 +640,7 @@ static int previous_crl_number(const char *crl_path, int64_t *out, char *err, si
 	X509_CRL_free(crl);
 	if (!ok) {
 		ERR_clear_error();
-		return fail(err, err_len, DM_ERR_MALFORMED, "%s: no usable crlNumber", crl_path);
+		return crypto_fail(err, err_len, DM_ERR_MALFORMED, "%s: no usable crlNumber", crl_path);
 	}
 	return DM_OK;
 }
@@ -713,7 +689,7 @@ static int build_crl(const struct ca *ca, const struct dm_buf *revoked, int64_t 
 	ASN1_INTEGER_free(crl_number);
 	if (!ok) {
 		X509_CRL_free(crl);
-		return ssl_fail(err, err_len, DM_ERR_CRYPTO, crl_path);
+		return crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, crl_path);
 	}
 	*out = crl;
 	return DM_OK;
@@ -736,7 +712,7 @@ static int read_revoked(const char *path, const char *serial, struct dm_buf *out
 		const char *line = (const char *)out->data + pos;
 		const char *end = memchr(line, '\n', out->len - pos);
 		if (end == NULL)
-			return fail(err, err_len, DM_ERR_MALFORMED, "%s:%zu: no line end", path,
+			return crypto_fail(err, err_len, DM_ERR_MALFORMED, "%s:%zu: no line end", path,
 			            line_no);
 		size_t len = (size_t)(end - line);
 		size_t hex_len = 0;
@@ -749,7 +725,7 @@ static int read_revoked(const char *path, const char *serial, struct dm_buf *out
 			digits++;
 		if (hex_len == 0 || hex_len > 40 || hex_len >= len || line[hex_len] != ' ' ||
 		    digits == 0 || digits > 18 || hex_len + 1 + digits != len)
-			return fail(err, err_len, DM_ERR_MALFORMED,
+			return crypto_fail(err, err_len, DM_ERR_MALFORMED,
 			            "%s:%zu: expected 'SERIAL_HEX UNIX_SECONDS'", path, line_no);
 		if (hex_len == serial_len && memcmp(line, serial, hex_len) == 0)
 			*found = 1;
@@ -781,7 +757,7 @@ int pki_revoke(const char *ca_dir, const char *cert_path, char *err, size_t err_
 	if (err != NULL && err_len > 0)
 		err[0] = '\0';
 	if (ca_dir == NULL || cert_path == NULL)
-		return fail(err, err_len, DM_ERR_INVALID,
+		return crypto_fail(err, err_len, DM_ERR_INVALID,
 		            "a directory or the certificate is missing");
 	char revoked_path[PATH_MAX], crl_path[PATH_MAX];
 	int status =
@@ -804,7 +780,7 @@ int pki_revoke(const char *ca_dir, const char *cert_path, char *err, size_t err_
 	if (X509_check_issued(ca.cert, cert) != X509_V_OK || ca_public == NULL ||
 	    X509_verify(cert, ca_public) != 1) {
 		ERR_clear_error();
-		status = fail(err, err_len, DM_ERR_INVALID, "%s: not issued by the CA in %s",
+		status = crypto_fail(err, err_len, DM_ERR_INVALID, "%s: not issued by the CA in %s",
 		              cert_path, ca_dir);
 		goto out;
 	}
@@ -812,7 +788,7 @@ int pki_revoke(const char *ca_dir, const char *cert_path, char *err, size_t err_
 	serial = bn != NULL ? BN_bn2hex(bn) : NULL;
 	BN_free(bn);
 	if (serial == NULL || serial[0] == '-') {
-		status = ssl_fail(err, err_len, DM_ERR_INVALID, cert_path);
+		status = crypto_ssl_fail(err, err_len, DM_ERR_INVALID, cert_path);
 		goto out;
 	}
 	int found = 0;
@@ -824,7 +800,7 @@ int pki_revoke(const char *ca_dir, const char *cert_path, char *err, size_t err_
 		if (status == DM_OK)
 			status = replace_file(revoked_path, emit_text, &revoked, err, err_len);
 		else
-			fail(err, err_len, status, "%s: out of memory", revoked_path);
+			crypto_fail(err, err_len, status, "%s: out of memory", revoked_path);
 		if (status != DM_OK)
 			goto out;
 	}
@@ -842,7 +818,7 @@ int pki_crl(const char *ca_dir, unsigned days, char *err, size_t err_len)
 	if (err != NULL && err_len > 0)
 		err[0] = '\0';
 	if (ca_dir == NULL || days < 1 || days > PKI_CRL_DAYS_MAX)
-		return fail(err, err_len, DM_ERR_INVALID,
+		return crypto_fail(err, err_len, DM_ERR_INVALID,
 		            "a CA directory and a lifetime of 1 to %u days are needed",
 		            PKI_CRL_DAYS_MAX);
 	char revoked_path[PATH_MAX], crl_path[PATH_MAX];
@@ -890,17 +866,17 @@ int pki_x509_identity(const X509 *cert, char vin[18], char jurisdiction[3], char
 	vin[0] = '\0';
 	jurisdiction[0] = '\0';
 	if (cert == NULL)
-		return fail(err, err_len, DM_ERR_INVALID, "no certificate");
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "no certificate");
 	const X509_NAME *subject = X509_get_subject_name(cert);
 	char cn[VIN_LEN + 1], country[3];
 	char why[WHY_MAX];
 	if (name_entry(subject, NID_commonName, cn, sizeof cn) != DM_OK)
-		return fail(err, err_len, DM_ERR_INVALID,
+		return crypto_fail(err, err_len, DM_ERR_INVALID,
 		            "subject needs exactly one CN of at most %d bytes", VIN_LEN);
 	if (vin_check(cn, strlen(cn), why, sizeof why) != DM_OK)
-		return fail(err, err_len, DM_ERR_INVALID, "CN is not a valid VIN: %s", why);
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "CN is not a valid VIN: %s", why);
 	if (pki_x509_jurisdiction(cert, country) != DM_OK)
-		return fail(err, err_len, DM_ERR_INVALID,
+		return crypto_fail(err, err_len, DM_ERR_INVALID,
 		            "subject needs exactly one C of two upper-case letters");
 	memcpy(vin, cn, sizeof cn);
 	memcpy(jurisdiction, country, sizeof country);
@@ -915,7 +891,7 @@ int pki_cert_identity(const char *cert_path, char vin[18], char jurisdiction[3],
 	vin[0] = '\0';
 	jurisdiction[0] = '\0';
 	if (cert_path == NULL)
-		return fail(err, err_len, DM_ERR_INVALID, "no certificate path");
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "no certificate path");
 	X509 *cert = NULL;
 	int status = read_cert(cert_path, &cert, err, err_len);
 	if (status != DM_OK)
@@ -923,7 +899,7 @@ int pki_cert_identity(const char *cert_path, char vin[18], char jurisdiction[3],
 	char why[WHY_MAX];
 	status = pki_x509_identity(cert, vin, jurisdiction, why, sizeof why);
 	if (status != DM_OK)
-		fail(err, err_len, status, "%s: %s", cert_path, why);
+		crypto_fail(err, err_len, status, "%s: %s", cert_path, why);
 	X509_free(cert);
 	return status;
 }

@@ -37,6 +37,7 @@
 #include <openssl/x509v3.h>
 
 #include "crypto/pki.h"
+#include "crypto/fail.h"
 #include "util/err.h"
 #include "util/vin.h"
 #include "util/log.h"
@@ -54,33 +55,6 @@
 #define SESSION_CONTEXT "domicile"
 #define WHY_MAX 256
 
-/* ---- messages ---------------------------------------------------------------------------- */
-
-static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_len, int status, const char *fmt, ...)
-{
-	if (err != NULL && err_len > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, err_len, fmt, ap);
-		va_end(ap);
-	}
-	return status;
-}
-
-/* "<what>: <OpenSSL's reason>", and OpenSSL's queue emptied. */
-static int ssl_fail(char *err, size_t err_len, int status, const char *what)
-{
-	char reason[WHY_MAX] = "no reason given";
-	unsigned long code = ERR_peek_last_error();
-	if (code != 0)
-		ERR_error_string_n(code, reason, sizeof reason);
-	ERR_clear_error();
-	return fail(err, err_len, status, "%s: %s", what, reason);
-}
-
 /* ---- the trust store --------------------------------------------------------------------- */
 
 /* Opens dir/CC.ext for reading; the message says whose file it is. */
@@ -90,12 +64,12 @@ static FILE *open_trust_file(const char *dir, const char *code, const char *ext,
 	int n = snprintf(path, path_len, "%s/%s.%s", dir, code, ext);
 	if (n < 0 || (size_t)n >= path_len) {
 		*status =
-		    fail(err, err_len, DM_ERR_INVALID, "%s/%s.%s: path too long", dir, code, ext);
+		    crypto_fail(err, err_len, DM_ERR_INVALID, "%s/%s.%s: path too long", dir, code, ext);
 		return NULL;
 	}
 	FILE *f = fopen(path, "r");
 	if (f == NULL)
-		*status = fail(err, err_len, errno == ENOENT ? DM_ERR_NOT_FOUND : DM_ERR_IO,
+		*status = crypto_fail(err, err_len, errno == ENOENT ? DM_ERR_NOT_FOUND : DM_ERR_IO,
 		               "%s: cannot open: %s (the %s of the vehicle CA of %s, a "
 		               "jurisdiction this node trusts)",
 		               path, strerror(errno),
@@ -117,13 +91,13 @@ static int load_ca(const char *dir, const char *code, X509 **out, char *err, siz
 	if (ca == NULL) {
 		char what[PATH_MAX + 64];
 		snprintf(what, sizeof what, "%s: not a PEM certificate", path);
-		return ssl_fail(err, err_len, DM_ERR_MALFORMED, what);
+		return crypto_ssl_fail(err, err_len, DM_ERR_MALFORMED, what);
 	}
 	char country[3];
 	if (X509_check_ca(ca) < 1) {
-		status = fail(err, err_len, DM_ERR_INVALID, "%s: not a CA certificate", path);
+		status = crypto_fail(err, err_len, DM_ERR_INVALID, "%s: not a CA certificate", path);
 	} else if (pki_x509_jurisdiction(ca, country) != DM_OK || strcmp(country, code) != 0) {
-		status = fail(err, err_len, DM_ERR_INVALID,
+		status = crypto_fail(err, err_len, DM_ERR_INVALID,
 		              "%s: the CA's subject C is '%s', not %s: a CA may vouch only for "
 		              "its own jurisdiction's vehicles",
 		              path, country, code);
@@ -155,14 +129,14 @@ static int load_crl(const char *dir, const char *code, X509 *ca, X509_CRL **out,
 	if (crl == NULL) {
 		char what[PATH_MAX + 64];
 		snprintf(what, sizeof what, "%s: not a PEM CRL", path);
-		return ssl_fail(err, err_len, DM_ERR_MALFORMED, what);
+		return crypto_ssl_fail(err, err_len, DM_ERR_MALFORMED, what);
 	}
 	EVP_PKEY *key = X509_get0_pubkey(ca);
 	if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) != 0 ||
 	    key == NULL || X509_CRL_verify(crl, key) != 1) {
 		ERR_clear_error();
 		X509_CRL_free(crl);
-		return fail(err, err_len, DM_ERR_INVALID, "%s: not signed by %s/%s.crt", path, dir,
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "%s: not signed by %s/%s.crt", path, dir,
 		            code);
 	}
 	const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
@@ -186,17 +160,17 @@ static int trust_load(const char *dir, const char *const *codes, size_t count, X
 {
 	*out = NULL;
 	if (dir == NULL || codes == NULL || count == 0 || count > TLS_TRUST_MAX)
-		return fail(err, err_len, DM_ERR_INVALID,
+		return crypto_fail(err, err_len, DM_ERR_INVALID,
 		            "a vehicle CA directory and 1..%d jurisdictions are needed",
 		            TLS_TRUST_MAX);
 	for (size_t i = 0; i < count; i++)
 		if (!jurisdiction_code_valid(codes[i]))
-			return fail(err, err_len, DM_ERR_INVALID,
+			return crypto_fail(err, err_len, DM_ERR_INVALID,
 			            "jurisdiction '%.8s' is not two upper-case letters",
 			            codes[i] ? codes[i] : "(null)");
 	X509_STORE *store = X509_STORE_new();
 	if (store == NULL)
-		return ssl_fail(err, err_len, DM_ERR_NOMEM, "trust store");
+		return crypto_ssl_fail(err, err_len, DM_ERR_NOMEM, "trust store");
 	int status = DM_OK;
 	for (size_t i = 0; i < count && status == DM_OK; i++) {
 		int seen = 0;
@@ -211,13 +185,13 @@ static int trust_load(const char *dir, const char *const *codes, size_t count, X
 			status = load_crl(dir, codes[i], ca, &crl, err, err_len);
 		if (status == DM_OK &&
 		    (X509_STORE_add_cert(store, ca) != 1 || X509_STORE_add_crl(store, crl) != 1))
-			status = ssl_fail(err, err_len, DM_ERR_CRYPTO, dir);
+			status = crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, dir);
 		X509_CRL_free(crl);
 		X509_free(ca);
 	}
 	if (status == DM_OK && (X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK) != 1 ||
 	                        X509_STORE_set_depth(store, VERIFY_DEPTH) != 1))
-		status = ssl_fail(err, err_len, DM_ERR_CRYPTO, "trust store");
+		status = crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, "trust store");
 	if (status != DM_OK) {
 		X509_STORE_free(store);
 		return status;
@@ -238,7 +212,7 @@ static int configure_protocol(SSL_CTX *ctx, char *err, size_t err_len)
 	    SSL_CTX_set1_groups_list(ctx, GROUPS) != 1 ||
 	    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)SESSION_CONTEXT,
 	                                   sizeof SESSION_CONTEXT - 1) != 1)
-		return ssl_fail(err, err_len, DM_ERR_CRYPTO, "TLS parameters");
+		return crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, "TLS parameters");
 	return DM_OK;
 }
 
@@ -248,7 +222,7 @@ static int load_identity(SSL_CTX *ctx, const char *cert_path, const char *key_pa
 	char what[PATH_MAX + 64];
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
 		snprintf(what, sizeof what, "%s: cannot load the certificate chain", cert_path);
-		return ssl_fail(err, err_len,
+		return crypto_ssl_fail(err, err_len,
 		                ERR_GET_REASON(ERR_peek_last_error()) == ERR_R_SYS_LIB
 		                    ? DM_ERR_NOT_FOUND
 		                    : DM_ERR_MALFORMED,
@@ -256,7 +230,7 @@ static int load_identity(SSL_CTX *ctx, const char *cert_path, const char *key_pa
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
 		snprintf(what, sizeof what, "%s: cannot load the private key", key_path);
-		return ssl_fail(err, err_len,
+		return crypto_ssl_fail(err, err_len,
 		                ERR_GET_REASON(ERR_peek_last_error()) == ERR_R_SYS_LIB
 		                    ? DM_ERR_NOT_FOUND
 		                    : DM_ERR_MALFORMED,
@@ -264,7 +238,7 @@ static int load_identity(SSL_CTX *ctx, const char *cert_path, const char *key_pa
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		snprintf(what, sizeof what, "%s: does not match %s", key_path, cert_path);
-		return ssl_fail(err, err_len, DM_ERR_INVALID, what);
+		return crypto_ssl_fail(err, err_len, DM_ERR_INVALID, what);
 	}
 	return DM_OK;
 }
@@ -276,7 +250,7 @@ static int require_client_certs(SSL_CTX *ctx, X509_STORE *store, char *err, size
 	if (SSL_CTX_set1_verify_cert_store(ctx, store) != 1 ||
 	    X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), X509_V_FLAG_CRL_CHECK) != 1 ||
 	    SSL_CTX_set_num_tickets(ctx, 0) != 1)
-		return ssl_fail(err, err_len, DM_ERR_CRYPTO, "client verification");
+		return crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, "client verification");
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(ctx, VERIFY_DEPTH);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
@@ -292,14 +266,14 @@ int tls_server_ctx_new(const char *cert_path, const char *key_path, const char *
 	if (err != NULL && err_len > 0)
 		err[0] = '\0';
 	if (cert_path == NULL || key_path == NULL)
-		return fail(err, err_len, DM_ERR_INVALID, "a certificate and a key are needed");
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "a certificate and a key are needed");
 	X509_STORE *store = NULL;
 	int status = DM_OK;
 	if (ca_dir != NULL && (status = trust_load(ca_dir, codes, count, &store, err, err_len)))
 		return status;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL)
-		status = ssl_fail(err, err_len, DM_ERR_NOMEM, "TLS context");
+		status = crypto_ssl_fail(err, err_len, DM_ERR_NOMEM, "TLS context");
 	if (status == DM_OK)
 		status = configure_protocol(ctx, err, err_len);
 	if (status == DM_OK)
@@ -321,13 +295,13 @@ int tls_reload_trust(SSL_CTX *ctx, const char *ca_dir, const char *const *codes,
 	if (err != NULL && err_len > 0)
 		err[0] = '\0';
 	if (ctx == NULL)
-		return fail(err, err_len, DM_ERR_INVALID, "no TLS context");
+		return crypto_fail(err, err_len, DM_ERR_INVALID, "no TLS context");
 	X509_STORE *store = NULL;
 	int status = trust_load(ca_dir, codes, count, &store, err, err_len);
 	if (status != DM_OK)
 		return status;
 	if (SSL_CTX_set1_verify_cert_store(ctx, store) != 1)
-		status = ssl_fail(err, err_len, DM_ERR_CRYPTO, "trust store");
+		status = crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, "trust store");
 	X509_STORE_free(store);
 	return status;
 }
@@ -341,25 +315,25 @@ int tls_peer_identity(const SSL *ssl, struct tls_identity *out, char *err, size_
 		err[0] = '\0';
 	X509 *leaf = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
 	if (leaf == NULL)
-		return fail(err, err_len, DM_ERR_AUTH, "no client certificate");
+		return crypto_fail(err, err_len, DM_ERR_AUTH, "no client certificate");
 	long verified = SSL_get_verify_result(ssl);
 	if (verified != X509_V_OK)
-		return fail(err, err_len, DM_ERR_AUTH, "client certificate did not verify: %s",
+		return crypto_fail(err, err_len, DM_ERR_AUTH, "client certificate did not verify: %s",
 		            X509_verify_cert_error_string(verified));
 	STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
 	int depth = chain != NULL ? sk_X509_num(chain) : 0;
 	if (depth < 2)
-		return fail(err, err_len, DM_ERR_AUTH, "client certificate has no verified chain");
+		return crypto_fail(err, err_len, DM_ERR_AUTH, "client certificate has no verified chain");
 	X509 *anchor = sk_X509_value(chain, depth - 1);
 	char why[WHY_MAX];
 	struct tls_identity found;
 	int status = pki_x509_identity(leaf, found.vin, found.home, why, sizeof why);
 	if (status != DM_OK)
-		return fail(err, err_len, status, "client certificate: %s", why);
+		return crypto_fail(err, err_len, status, "client certificate: %s", why);
 	char anchor_home[3];
 	if (pki_x509_jurisdiction(anchor, anchor_home) != DM_OK ||
 	    strcmp(anchor_home, found.home) != 0)
-		return fail(err, err_len, DM_ERR_DENIED,
+		return crypto_fail(err, err_len, DM_ERR_DENIED,
 		            "client certificate names home %s but was issued by the CA of %s",
 		            found.home, anchor_home[0] ? anchor_home : "no jurisdiction");
 	*out = found;
@@ -372,11 +346,11 @@ int tls_recheck_peer(SSL *ssl, char *err, size_t err_len)
 		err[0] = '\0';
 	X509 *leaf = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
 	if (leaf == NULL)
-		return fail(err, err_len, DM_ERR_AUTH, "no client certificate");
+		return crypto_fail(err, err_len, DM_ERR_AUTH, "no client certificate");
 	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
 	X509_STORE *store = NULL;
 	if (SSL_CTX_get0_verify_cert_store(ctx, &store) != 1 || store == NULL)
-		return fail(err, err_len, DM_ERR_STATE, "the context has no vehicle trust store");
+		return crypto_fail(err, err_len, DM_ERR_STATE, "the context has no vehicle trust store");
 	X509_STORE_CTX *check = X509_STORE_CTX_new();
 	/* The same rules as the handshake: the context's parameters (CRL check,
 	 * depth) over the store now in force. On the server side the peer's
@@ -388,9 +362,9 @@ int tls_recheck_peer(SSL *ssl, char *err, size_t err_len)
 	         X509_STORE_CTX_set_purpose(check, X509_PURPOSE_SSL_CLIENT) == 1;
 	int status = DM_OK;
 	if (!ok)
-		status = ssl_fail(err, err_len, DM_ERR_CRYPTO, "re-checking a client certificate");
+		status = crypto_ssl_fail(err, err_len, DM_ERR_CRYPTO, "re-checking a client certificate");
 	else if (X509_verify_cert(check) != 1)
-		status = fail(err, err_len, DM_ERR_AUTH, "%s",
+		status = crypto_fail(err, err_len, DM_ERR_AUTH, "%s",
 		              X509_verify_cert_error_string(X509_STORE_CTX_get_error(check)));
 	X509_STORE_CTX_free(check);
 	ERR_clear_error();
